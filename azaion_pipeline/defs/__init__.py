@@ -1,0 +1,1 @@
+"""Dagster wiring, one folder per stage. Autoloaded by ``azaion_pipeline.definitions``."""

@@ -1,0 +1,1 @@
+"""Plain-Python building blocks of the pipeline. Nothing under lib/ imports dagster."""
