@@ -1,0 +1,195 @@
+"""A synthetic annotated set in the Azaion layout, for the demo, tests and benchmarks.
+
+Images are coloured shapes on a noisy gradient, so a tiny YOLO has something to learn;
+each shape's box is written in YOLO format with a class id from the catalogue
+(base id + weather offset). ``with_defects`` adds one pair per quarantine reason.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from azaion_pipeline.lib.classes import WEATHER_OFFSETS, ClassCatalog
+from azaion_pipeline.lib.layout import AzaionLayout
+
+# Image sizes are drawn from this range unless a fixed size is asked for.
+DEFAULT_SIZE_RANGE = ((192, 144), (480, 360))
+EMPTY_LABEL_SHARE = 0.12
+SEED_SHARE = 0.1
+MAX_OBJECTS = 4
+
+
+@dataclass
+class SampleReport:
+    root: Path
+    valid: list[str] = field(default_factory=list)
+    seed: list[str] = field(default_factory=list)
+    # defect kind -> names written for it (what raw_annotations should quarantine)
+    defects: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _hex_to_bgr(color: str) -> tuple[int, int, int]:
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return b, g, r
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A smooth random gradient plus noise: cheap, varied, and compresses like a photo."""
+    top, bottom = rng.integers(40, 200, size=(2, 3))
+    ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    image = top * (1 - ramp) + bottom * ramp
+    image = np.broadcast_to(image, (height, width, 3)).astype(np.float32)
+    image = image + rng.normal(0, 12, size=(height, width, 3)).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def render_annotation(
+    rng: np.random.Generator,
+    catalog: ClassCatalog,
+    width: int,
+    height: int,
+    objects: int,
+) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
+    """One image with ``objects`` shapes, and their YOLO boxes ``(class, cx, cy, w, h)``."""
+    import cv2
+
+    image = _background(rng, width, height)
+    weather_offset = int(rng.choice(list(WEATHER_OFFSETS.values())))
+    boxes = []
+    for _ in range(objects):
+        base = catalog.base[int(rng.integers(len(catalog.base)))]
+        w = int(rng.integers(max(8, width // 10), max(9, width // 3)))
+        h = int(rng.integers(max(8, height // 10), max(9, height // 3)))
+        x0 = int(rng.integers(0, width - w))
+        y0 = int(rng.integers(0, height - h))
+        color = _hex_to_bgr(base.color)
+        if rng.random() < 0.5:
+            cv2.rectangle(image, (x0, y0), (x0 + w - 1, y0 + h - 1), color, thickness=-1)
+        else:
+            center = (x0 + w // 2, y0 + h // 2)
+            cv2.ellipse(image, center, (w // 2, h // 2), 0, 0, 360, color, thickness=-1)
+        boxes.append(
+            (
+                base.id + weather_offset,
+                (x0 + w / 2) / width,
+                (y0 + h / 2) / height,
+                w / width,
+                h / height,
+            )
+        )
+    return image, boxes
+
+
+def format_label(boxes: list[tuple[int, float, float, float, float]]) -> str:
+    return "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in boxes)
+
+
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return buffer.tobytes()
+
+
+def _write_pair(folder: Path, name: str, image: bytes | None, label: str | None) -> None:
+    images, labels = AzaionLayout.images_and_labels(folder)
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        (images / f"{name}.jpg").write_bytes(image)
+    if label is not None:
+        (labels / f"{name}.txt").write_text(label)
+
+
+def generate_sample_data(
+    layout: AzaionLayout,
+    catalog: ClassCatalog,
+    images: int,
+    seed: int = 0,
+    with_defects: bool = False,
+    size: tuple[int, int] | None = None,
+    size_range: tuple[tuple[int, int], tuple[int, int]] = DEFAULT_SIZE_RANGE,
+) -> SampleReport:
+    """Write ``images`` valid annotations (about 10% of them into data-seed/).
+
+    ``size`` fixes every image to ``(width, height)``; otherwise sizes vary within
+    ``size_range``. Names are UUIDs drawn from ``seed``, so a seed reproduces the set.
+    """
+    if images < 0:
+        raise ValueError(f"images must be >= 0, got {images}")
+    rng = np.random.default_rng(seed)
+    names = random.Random(seed)
+    report = SampleReport(root=layout.root)
+    seed_count = max(1, round(images * SEED_SHARE)) if images >= 5 else 0
+
+    def new_name() -> str:
+        return str(uuid.UUID(int=names.getrandbits(128), version=4))
+
+    def random_pair() -> tuple[bytes, str]:
+        if size:
+            width, height = size
+        else:
+            (wmin, hmin), (wmax, hmax) = size_range
+            width, height = int(rng.integers(wmin, wmax + 1)), int(rng.integers(hmin, hmax + 1))
+        objects = 0 if rng.random() < EMPTY_LABEL_SHARE else int(rng.integers(1, MAX_OBJECTS + 1))
+        image, boxes = render_annotation(rng, catalog, width, height, objects)
+        return _encode_jpeg(image), format_label(boxes)
+
+    for index in range(images):
+        name = new_name()
+        in_seed = index < seed_count
+        _write_pair(layout.data_seed if in_seed else layout.data, name, *random_pair())
+        (report.seed if in_seed else report.valid).append(name)
+
+    if with_defects:
+        report.defects = _write_defects(layout, rng, new_name, random_pair)
+    return report
+
+
+def _write_defects(layout, rng, new_name, random_pair) -> dict[str, list[str]]:
+    """One pair (or a few) per quarantine reason, all under data/."""
+    defects: dict[str, list[str]] = {}
+
+    def add(kind: str, image: bytes | None, label: str | None, name: str | None = None) -> str:
+        name = name or new_name()
+        _write_pair(layout.data, name, image, label)
+        defects.setdefault(kind, []).append(name)
+        return name
+
+    jpeg, label = random_pair()
+    add("image_missing", None, label)
+    add("label_missing", jpeg, None)
+    add("image_unreadable", b"", label)  # zero bytes
+    add("image_unreadable", jpeg[: len(jpeg) // 2], label)  # truncated
+    add("image_unreadable", b"this is a text file, not an image\n", label)
+    add("image_unreadable", jpeg[:4] + bytes(rng.integers(0, 256, 2048, dtype=np.uint8)), label)
+    add("label_syntax", jpeg, "0 0.5 0.5 0.2\n")
+    add("label_syntax", jpeg, "tank 0.5 0.5 0.2 0.2\n")
+    add("class_unknown", jpeg, "17 0.5 0.5 0.2 0.2\n")
+    add("coords_out_of_range", jpeg, "0 1.25 0.5 0.2 0.2\n")
+    add("box_degenerate", jpeg, "0 0.5 0.5 0.0 0.2\n")
+    add("unsafe_name", jpeg, label, name=f"..{new_name()}")
+    add("unsafe_name", jpeg, label, name=f"bad\x07{new_name()}")
+    add("image_too_large", _encode_jpeg(np.zeros((6000, 8000), np.uint8)), "")
+
+    # A byte-identical copy of a valid image under another name.
+    images = sorted((layout.data / "images").glob("*.jpg"))
+    valid = [p for p in images if p.stem not in {n for ns in defects.values() for n in ns}]
+    if valid:
+        original = valid[0]
+        # Named to sort after the original: the first name in order is the one kept.
+        copy = f"{original.stem}-copy"
+        shutil.copyfile(original, layout.data / "images" / f"{copy}.jpg")
+        shutil.copyfile(
+            layout.data / "labels" / f"{original.stem}.txt", layout.data / "labels" / f"{copy}.txt"
+        )
+        defects["duplicate"] = [copy]
+    return defects
