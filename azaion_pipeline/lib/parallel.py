@@ -1,0 +1,87 @@
+"""Process pools for the CPU-bound dataset work (validation, augmentation).
+
+Processes, not threads: decoding, hashing and albumentations' Python glue hold the GIL.
+Small batches run inline, because starting workers costs more than the work itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+INLINE_BELOW = 16
+
+
+def worker_count(requested: int = 0) -> int:
+    """``requested`` workers, or every core this process may use when it is 0."""
+    if requested > 0:
+        return requested
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per process: the pool already uses every core.
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def map_in_processes(
+    function: Callable[[Item], Result],
+    items: Sequence[Item],
+    workers: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    inline_below: int = INLINE_BELOW,
+) -> list[Result]:
+    """``[function(item) for item in items]`` spread over processes, in input order.
+
+    ``function`` must be picklable (a module-level function or a ``functools.partial``
+    of one) and should return errors as values: an exception here ends the whole map.
+    """
+    total = len(items)
+    workers = min(worker_count(workers), max(total, 1))
+    if workers == 1 or total < inline_below:
+        return list(_inline(function, items, on_progress))
+    results: list = [None] * total
+    # forkserver: forking a multi-threaded Dagster run process is unsafe.
+    context = multiprocessing.get_context("forkserver")
+    chunks = _chunks(total, workers)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {
+            pool.submit(_run_chunk, function, [items[i] for i in chunk]): chunk for chunk in chunks
+        }
+        done = 0
+        for future in as_completed(futures):
+            chunk = futures[future]
+            for index, result in zip(chunk, future.result(), strict=True):
+                results[index] = result
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, total)
+    return results
+
+
+def _inline(function, items, on_progress) -> Iterable:
+    for done, item in enumerate(items, 1):
+        yield function(item)
+        if on_progress:
+            on_progress(done, len(items))
+
+
+def _run_chunk(function, items):
+    return [function(item) for item in items]
+
+
+def _chunks(total: int, workers: int) -> list[range]:
+    # About 8 chunks per worker: progress stays smooth and stragglers stay short.
+    size = max(1, total // (workers * 8))
+    return [range(start, min(start + size, total)) for start in range(0, total, size)]
