@@ -1,0 +1,291 @@
+"""Publish and fetch orchestration: encrypt → split → ``.big`` to the CDN → ``.small`` to the API →
+signed manifest → move the "current" pointer, last; and the reverse, verifying before decrypting.
+
+Object names are versioned and never overwritten, so a failure at any step leaves the previous
+release current, and a rollback is just a pointer move.
+
+CDN keys:  {prefix}/{model}/{version}/{file}.big | .manifest.json | .manifest.sig, {prefix}/{model}/{version}/signing.pub,
+           {prefix}/{model}/current.json (the pointer)
+API files: folder {prefix}/{model}/{version}, name {file}.small
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from azaion_pipeline.lib.api_client import AzaionApiClient
+from azaion_pipeline.lib.cdn import CdnStore
+from azaion_pipeline.lib.crypto import DecryptionError, decrypt_stream, model_key_string
+from azaion_pipeline.lib.parts import SMALL_SIZE_KB, JoinedReader, encrypt_and_split
+from azaion_pipeline.lib.release_manifest import (
+    ArtifactManifest,
+    ManifestError,
+    public_key_text,
+    sign_manifest,
+    verify_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "models"
+POINTER = "current.json"
+SIGNING_PUB = "signing.pub"
+MANIFEST_SUFFIX = ".manifest.json"
+SIGNATURE_SUFFIX = ".manifest.sig"
+
+
+class IntegrityError(RuntimeError):
+    """What was downloaded is not what was published: nothing was written."""
+
+
+class Pointer(BaseModel):
+    model_name: str
+    version: str
+    model_version: str
+    files: list[str] = Field(min_length=1)
+    updated_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+@dataclass(frozen=True)
+class Artifact:
+    format: str
+    path: Path
+    file_name: str
+
+
+@dataclass(frozen=True)
+class PublishedArtifact:
+    manifest: ArtifactManifest
+    big_uri: str
+    small_uri: str
+    manifest_uri: str
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    pointer_uri: str
+    artifacts: list[PublishedArtifact]
+
+
+@dataclass(frozen=True)
+class ReleaseNames:
+    """Where one version of one model lives in the two stores."""
+
+    model_name: str
+    version: str
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def folder(self) -> str:
+        return f"{self.prefix}/{self.model_name}/{self.version}"
+
+    def big(self, file_name: str) -> str:
+        return f"{self.folder}/{file_name}.big"
+
+    def small(self, file_name: str) -> str:
+        return f"{file_name}.small"
+
+    def manifest(self, file_name: str) -> str:
+        return f"{self.folder}/{file_name}{MANIFEST_SUFFIX}"
+
+    def signature(self, file_name: str) -> str:
+        return f"{self.folder}/{file_name}{SIGNATURE_SUFFIX}"
+
+
+def pointer_key(model_name: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/{model_name}/{POINTER}"
+
+
+def new_version(model_version: str, now: datetime | None = None) -> str:
+    """Sortable by time, traceable to the weights, safe as an S3 key and a folder name."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '_', model_version)[:24]}"
+
+
+def publish_release(
+    api: AzaionApiClient,
+    cdn: CdnStore,
+    artifacts: list[Artifact],
+    *,
+    model_name: str,
+    model_version: str,
+    dataset_version: str | None,
+    metrics: dict[str, float],
+    model_secret: str,
+    signing_key: str,
+    workdir: Path,
+    prefix: str = DEFAULT_PREFIX,
+    small_size_kb: int = SMALL_SIZE_KB,
+) -> Release:
+    if not artifacts:
+        raise ValueError("nothing to publish: no artifacts given")
+    names = ReleaseNames(model_name, new_version(model_version), prefix)
+    key_str = model_key_string(model_secret)
+    published = []
+    cdn.put_bytes(
+        f"{names.folder}/{SIGNING_PUB}", public_key_text(signing_key).encode(), "text/plain"
+    )
+    for artifact in artifacts:
+        small_path = workdir / f"{artifact.file_name}.small"
+        big_path = workdir / f"{artifact.file_name}.big"
+        split = encrypt_and_split(artifact.path, small_path, big_path, key_str, small_size_kb)
+        log.info(
+            "encrypted %s: %d bytes -> small %d + big %d",
+            artifact.file_name,
+            split.plaintext.size,
+            split.small.size,
+            split.big.size,
+        )
+        big_uri = cdn.upload_file(big_path, names.big(artifact.file_name))
+        api.upload_file(names.folder, names.small(artifact.file_name), small_path.read_bytes())
+        manifest = ArtifactManifest.describe(
+            split,
+            model_name=model_name,
+            version=names.version,
+            model_version=model_version,
+            dataset_version=dataset_version,
+            format=artifact.format,
+            file_name=artifact.file_name,
+            metrics=metrics,
+        )
+        data, signature = sign_manifest(manifest, signing_key)
+        cdn.put_bytes(names.signature(artifact.file_name), signature, "application/octet-stream")
+        manifest_uri = cdn.put_bytes(names.manifest(artifact.file_name), data)
+        small_uri = f"{api.url}/resources/get/{names.folder}/{names.small(artifact.file_name)}"
+        published.append(PublishedArtifact(manifest, big_uri, small_uri, manifest_uri))
+        small_path.unlink()
+        big_path.unlink()
+    pointer = Pointer(
+        model_name=model_name,
+        version=names.version,
+        model_version=model_version,
+        files=[a.file_name for a in artifacts],
+    )
+    # The pointer moves last: until this single PUT lands, clients keep the previous release.
+    pointer_uri = cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
+    return Release(names.version, pointer_uri, published)
+
+
+def read_pointer(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> Pointer | None:
+    key = pointer_key(model_name, prefix)
+    if not cdn.exists(key):
+        return None
+    try:
+        return Pointer.model_validate_json(cdn.get_bytes(key))
+    except ValidationError as exc:
+        raise IntegrityError(f"{cdn.uri(key)} is not a valid pointer: {exc}") from exc
+
+
+def list_versions(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
+    return sorted(cdn.list_prefixes(f"{prefix}/{model_name}/"))
+
+
+def rollback(
+    cdn: CdnStore, model_name: str, version: str | None = None, prefix: str = DEFAULT_PREFIX
+) -> Pointer:
+    """Point "current" at ``version`` (default: the release before the current one)."""
+    current = read_pointer(cdn, model_name, prefix)
+    versions = list_versions(cdn, model_name, prefix)
+    if version is None:
+        if current is None or current.version not in versions:
+            raise ValueError(f"no current release of {model_name} to roll back from")
+        earlier = versions[: versions.index(current.version)]
+        if not earlier:
+            raise ValueError(
+                f"{current.version} is the first release of {model_name}; nothing earlier"
+            )
+        version = earlier[-1]
+    names = ReleaseNames(model_name, version, prefix)
+    manifests = [key for key in cdn.list_keys(names.folder + "/") if key.endswith(MANIFEST_SUFFIX)]
+    if not manifests:
+        raise ValueError(f"{model_name} has no release {version!r} (known: {', '.join(versions)})")
+    first = ArtifactManifest.model_validate_json(cdn.get_bytes(manifests[0]))
+    pointer = Pointer(
+        model_name=model_name,
+        version=version,
+        model_version=first.model_version,
+        files=sorted(key.rsplit("/", 1)[1].removesuffix(MANIFEST_SUFFIX) for key in manifests),
+    )
+    cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
+    return pointer
+
+
+def fetch_artifact(
+    api: AzaionApiClient,
+    cdn: CdnStore,
+    *,
+    model_name: str,
+    file_name: str,
+    out: Path,
+    model_secret: str,
+    public_key: str,
+    version: str | None = None,
+    hardware: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> ArtifactManifest:
+    """Download both parts, verify signature and hashes, then decrypt to ``out`` atomically.
+
+    Raises IntegrityError (or the store's error) and leaves ``out`` untouched on any failure.
+    """
+    if version is None:
+        pointer = read_pointer(cdn, model_name, prefix)
+        if pointer is None:
+            raise IntegrityError(f"{model_name} has never been published (no {POINTER})")
+        version = pointer.version
+    names = ReleaseNames(model_name, version, prefix)
+    try:
+        manifest = verify_manifest(
+            cdn.get_bytes(names.manifest(file_name)),
+            cdn.get_bytes(names.signature(file_name)),
+            public_key,
+        )
+    except ManifestError as exc:
+        raise IntegrityError(f"{file_name} {version}: {exc}") from exc
+    if (manifest.model_name, manifest.version, manifest.file_name) != (
+        model_name,
+        version,
+        file_name,
+    ):
+        raise IntegrityError(f"manifest at {names.manifest(file_name)} describes another artifact")
+    small = api.load_bytes(names.folder, names.small(file_name), hardware)
+    _check("small part", len(small), hashlib.sha256(small).hexdigest(), manifest.small)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        big_path = Path(tmp) / "part.big"
+        cdn.download_file(names.big(file_name), big_path)
+        big_digest = hashlib.sha256()
+        with open(big_path, "rb") as f:
+            while block := f.read(1024 * 1024):
+                big_digest.update(block)
+        _check("big part", big_path.stat().st_size, big_digest.hexdigest(), manifest.big)
+        plain_path = Path(tmp) / "model"
+        with open(big_path, "rb") as big, open(plain_path, "wb") as plain:
+            try:
+                decrypt_stream(JoinedReader(small, big), plain, model_key_string(model_secret))
+            except DecryptionError as exc:
+                raise IntegrityError(f"{file_name}: {exc} (is AZAION_MODEL_KEY right?)") from exc
+        with open(plain_path, "rb") as f:
+            plain_digest = hashlib.file_digest(f, "sha256").hexdigest()
+        _check("decrypted model", plain_path.stat().st_size, plain_digest, manifest.plaintext)
+        os.replace(plain_path, out)
+    return manifest
+
+
+def _check(what: str, size: int, sha256: str, expected) -> None:
+    if size != expected.size or sha256 != expected.sha256:
+        raise IntegrityError(
+            f"{what} does not match the signed manifest (size {size} vs {expected.size}, "
+            f"sha256 {sha256[:12]}… vs {expected.sha256[:12]}…); refusing to write anything"
+        )
