@@ -1,0 +1,262 @@
+"""The annotation landing zone: what arrived since the last look, and is it complete yet.
+
+Two stores sit behind one interface (``LandingZone.changes``): the local Azaion tree
+(``data/``, ``data-seed/``, ``data_deleted/``) and an S3 prefix laid out the same way.
+Each file gets a *position*, a string that sorts in arrival order, so a cursor is just
+the last position taken per area (a high-water mark) and a look costs what is new:
+
+- local: ``"{ctime_ns:020d} {label file}"``. Labels, because every annotation has one and
+  an edit rewrites it. ctime, not mtime: a rename (Azaion's validation seed -> data,
+  deletion -> data_deleted) keeps mtime but sets ctime, and ctime cannot be set backwards
+  from user space, so whatever shows up later sorts after the mark. POSIX has no "changed
+  since" query, so a look still costs one ``stat`` per label (relative to an open directory
+  descriptor), but no reads and no Python work per old file beyond one int compare.
+- S3: the object key. Uploaders write each batch under a time-sortable folder
+  (``{prefix}/{area}/{YYYYmmddTHHMMSSZ}-{batch}/{images,labels}/{name}.{ext}``), so
+  ``ListObjectsV2(StartAfter=mark)`` returns only the new keys, whatever already exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from azaion_pipeline.lib.hashing import sha256_text
+from azaion_pipeline.lib.layout import AzaionLayout
+
+DATA = "data"
+SEED = "data-seed"
+DELETED = "data_deleted"
+AREAS = (DATA, SEED, DELETED)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+ANNOTATION_SUFFIXES = frozenset({".txt", *IMAGE_SUFFIXES})
+# A file whose content is this much older than its arrival was moved in, not written.
+MOVED_IN_TOLERANCE_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    area: str
+    position: str
+    name: str  # the annotation name: the file's stem, shared by its image and label
+    landed_ns: int  # when it arrived or last changed (ctime / LastModified)
+    moved_in: bool = False  # content older than its arrival: renamed into place
+
+
+class LandingZone(Protocol):
+    uri: str
+
+    def changes(self, area: str, after: str | None) -> list[LandedFile]:
+        """Files of ``area`` whose position sorts after ``after`` (all files when None)."""
+        ...
+
+
+class LocalLandingZone:
+    def __init__(self, layout: AzaionLayout):
+        self.layout = layout
+        self.uri = layout.root.as_uri()
+        self._areas = {DATA: layout.data, SEED: layout.data_seed, DELETED: layout.data_deleted}
+
+    def changes(self, area: str, after: str | None) -> list[LandedFile]:
+        # Labels drive: every annotation has one and in-place edits rewrite it. Positions start
+        # with the zero-padded ctime, so an old entry is dropped on one int compare.
+        floor_ns = int(after.split(" ", 1)[0]) if after else -1
+        images, labels = AzaionLayout.images_and_labels(self._areas[area])
+        landed = []
+        with _opened(labels) as labels_fd, _opened(images) as images_fd:
+            if labels_fd is None:
+                return []
+            for file in os.listdir(labels_fd):
+                if not file.endswith(".txt"):
+                    continue
+                stat = os.stat(file, dir_fd=labels_fd)
+                if stat.st_ctime_ns < floor_ns:
+                    continue
+                position = f"{stat.st_ctime_ns:020d} {file}"
+                if after is not None and position <= after:
+                    continue
+                name = file[: -len(".txt")]
+                # The image may still be copying after its label: count it in the quiet period.
+                image_ns = _image_ctime_ns(images_fd, name)
+                landed.append(
+                    LandedFile(
+                        area=area,
+                        position=position,
+                        name=name,
+                        landed_ns=max(stat.st_ctime_ns, image_ns),
+                        moved_in=stat.st_ctime_ns - stat.st_mtime_ns > MOVED_IN_TOLERANCE_NS,
+                    )
+                )
+        return sorted(landed, key=lambda f: f.position)
+
+
+@contextmanager
+def _opened(folder: Path) -> Iterator[int | None]:
+    """A directory descriptor (stat relative to it skips path resolution), None if absent."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _image_ctime_ns(images_fd: int | None, name: str) -> int:
+    if images_fd is None:
+        return 0
+    for suffix in IMAGE_SUFFIXES:
+        try:
+            return os.stat(name + suffix, dir_fd=images_fd).st_ctime_ns
+        except FileNotFoundError:
+            continue
+    return 0
+
+
+class S3LandingZone:
+    """``s3://bucket/prefix`` holding ``{area}/...`` keys that sort in arrival order."""
+
+    def __init__(self, client, bucket: str, prefix: str = ""):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    @classmethod
+    def from_uri(cls, client, uri: str) -> S3LandingZone:
+        if not uri.startswith("s3://"):
+            raise ValueError(f"landing S3 URI must look like s3://bucket/prefix, got {uri!r}")
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        return cls(client, bucket, prefix)
+
+    def area_prefix(self, area: str) -> str:
+        return f"{self.prefix}/{area}/" if self.prefix else f"{area}/"
+
+    def changes(self, area: str, after: str | None) -> list[LandedFile]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.area_prefix(area), StartAfter=after or ""
+        )
+        landed = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                path = PurePosixPath(item["Key"])
+                if path.suffix.lower() not in ANNOTATION_SUFFIXES:
+                    continue
+                landed.append(
+                    LandedFile(
+                        area=area,
+                        position=item["Key"],
+                        name=path.stem,
+                        landed_ns=int(item["LastModified"].timestamp() * 1e9),
+                    )
+                )
+        return landed
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything that landed in one zone since its marks, once the zone went quiet."""
+
+    zone: str
+    files: tuple[LandedFile, ...]
+
+    @property
+    def id(self) -> str:
+        # Same files at the same positions -> same id -> same run key: a repeated tick is harmless.
+        return sha256_text([self.zone, *(f"{f.area}:{f.position}" for f in self.files)])[:16]
+
+    def names(self, area: str, moved_in: bool | None = None) -> set[str]:
+        return {
+            f.name
+            for f in self.files
+            if f.area == area and (moved_in is None or f.moved_in == moved_in)
+        }
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "new": len(self.names(DATA, moved_in=False)),
+            "validated": len(self.names(DATA, moved_in=True)),
+            "deleted": len(self.names(DELETED)),
+            "seeded": len(self.names(SEED)),
+        }
+
+    @property
+    def needs_ingest(self) -> bool:
+        """Only data/ trains: new or validated annotations there, or deletions, change the dataset."""
+        counts = self.counts
+        return bool(counts["new"] or counts["validated"] or counts["deleted"])
+
+
+@dataclass(frozen=True)
+class ZoneLook:
+    """One look at a zone: a batch ready to take, one still landing, or nothing."""
+
+    zone: str
+    marks: Mapping[str, str | None]  # the marks to store after this look
+    batch: Batch | None = None
+    waiting: tuple[LandedFile, ...] = ()
+    quiet_for_s: float = 0.0
+
+
+def look(
+    zone: LandingZone,
+    marks: Mapping[str, str | None],
+    quiet_seconds: float,
+    now_ns: int | None = None,
+) -> ZoneLook:
+    """What landed in ``zone`` after ``marks``; a batch only once nothing landed for ``quiet_seconds``.
+
+    While files are still landing the marks stay where they were, so the next look sees the
+    whole batch again rather than half of it.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    landed = {area: zone.changes(area, marks.get(area)) for area in AREAS}
+    files = tuple(f for area in AREAS for f in landed[area])
+    if not files:
+        return ZoneLook(zone.uri, dict(marks))
+    quiet_for_s = (now_ns - max(f.landed_ns for f in files)) / 1e9
+    if quiet_for_s < quiet_seconds:
+        return ZoneLook(zone.uri, dict(marks), waiting=files, quiet_for_s=quiet_for_s)
+    new_marks = {
+        area: (landed[area][-1].position if landed[area] else marks.get(area)) for area in AREAS
+    }
+    return ZoneLook(zone.uri, new_marks, batch=Batch(zone.uri, files), quiet_for_s=quiet_for_s)
+
+
+@dataclass
+class LandingCursor:
+    """The sensor cursor: per zone URI, per area, the last position taken."""
+
+    marks: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    VERSION = 1
+
+    @classmethod
+    def parse(cls, text: str | None) -> LandingCursor:
+        if not text:
+            return cls()
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"landing cursor is not JSON: {text[:80]!r}") from exc
+        if payload.get("version") != cls.VERSION:
+            raise ValueError(f"landing cursor version {payload.get('version')!r} is not supported")
+        return cls(marks=payload["marks"])
+
+    def for_zone(self, uri: str) -> dict[str, str | None]:
+        return self.marks.get(uri, {})
+
+    def advanced(self, looks: Iterable[ZoneLook]) -> LandingCursor:
+        return LandingCursor(marks={**self.marks, **{z.zone: dict(z.marks) for z in looks}})
+
+    def dumps(self) -> str:
+        return json.dumps({"version": self.VERSION, "marks": self.marks}, sort_keys=True)

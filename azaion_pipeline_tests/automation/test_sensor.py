@@ -1,0 +1,158 @@
+"""new_annotations_sensor against a real Azaion tree on disk and a real S3 endpoint."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+
+from azaion_pipeline.defs.automation.sensors import new_annotations_sensor
+from azaion_pipeline.lib.landing import LandingCursor, S3LandingZone, look
+from azaion_pipeline_tests.automation.conftest import move_annotation, write_annotation
+
+
+def tick(instance, resources, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    return new_annotations_sensor.evaluate_tick(context)
+
+
+def test_nothing_new_requests_no_run(instance, layout, sensor_resources):
+    layout.data.mkdir(parents=True)
+    result = tick(instance, sensor_resources())
+    assert result.run_requests == []
+    assert "nothing new" in result.skip_message
+
+
+def test_new_files_request_one_run_and_the_same_tick_twice_the_same_run(
+    instance, layout, sensor_resources
+):
+    names = {write_annotation(layout.data) for _ in range(3)}
+    first = tick(instance, sensor_resources())
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert request.job_name in (None, "ingest_job")
+    assert request.tags["azaion/new"] == "3"
+    assert request.run_key.startswith("ingest-")
+    # A tick repeated from the same cursor (daemon restart) asks for the same run key, which
+    # Dagster launches once.
+    again = tick(instance, sensor_resources())
+    assert [r.run_key for r in again.run_requests] == [request.run_key]
+    # Once the cursor moved past the batch, nothing is requested.
+    after = tick(instance, sensor_resources(), cursor=first.cursor)
+    assert after.run_requests == []
+    # The batch is recorded on raw_annotations for the UI.
+    observation = first.asset_events[0]
+    assert observation.asset_key == dg.AssetKey("raw_annotations")
+    assert observation.metadata["new"].value == len(names)
+
+
+def test_next_batch_is_only_what_is_new(instance, layout, sensor_resources):
+    write_annotation(layout.data)
+    first = tick(instance, sensor_resources())
+    write_annotation(layout.data)
+    write_annotation(layout.data)
+    second = tick(instance, sensor_resources(), cursor=first.cursor)
+    assert len(second.run_requests) == 1
+    assert second.run_requests[0].tags["azaion/new"] == "2"
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_files_still_being_written_wait_for_the_quiet_period(instance, layout, sensor_resources):
+    name = write_annotation(layout.data)
+    label = layout.data / "labels" / f"{name}.txt"
+    resources = sensor_resources(quiet_seconds=1.0)
+    with label.open("a") as growing:
+        for _ in range(3):
+            growing.write("1 0.4 0.4 0.1 0.1\n")
+            growing.flush()
+            waiting = tick(instance, resources)
+            assert waiting.run_requests == []
+            assert "waiting for the quiet period" in waiting.skip_message
+            # The mark did not move: the next tick sees the whole batch again.
+            marks = LandingCursor.parse(waiting.cursor).for_zone(layout.root.as_uri())
+            assert marks.get("data") is None
+            time.sleep(0.4)
+    time.sleep(1.1)
+    ready = tick(instance, resources)
+    assert len(ready.run_requests) == 1
+    assert ready.run_requests[0].tags["azaion/new"] == "1"
+
+
+def test_deletions_are_noticed(instance, layout, sensor_resources):
+    kept, deleted = write_annotation(layout.data), write_annotation(layout.data)
+    first = tick(instance, sensor_resources())
+    move_annotation(deleted, layout.data, layout.data_deleted)
+    second = tick(instance, sensor_resources(), cursor=first.cursor)
+    assert len(second.run_requests) == 1
+    tags = second.run_requests[0].tags
+    assert (tags["azaion/deleted"], tags["azaion/new"]) == ("1", "0")
+    assert kept != deleted
+
+
+def test_seed_arrivals_wait_and_validations_trigger_ingest(instance, layout, sensor_resources):
+    name = write_annotation(layout.data_seed)
+    # The operator annotated it an hour ago; validation moves it later (content unchanged).
+    an_hour_ago = time.time() - 3600
+    for path in (
+        layout.data_seed / "images" / f"{name}.jpg",
+        layout.data_seed / "labels" / f"{name}.txt",
+    ):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    seeded = tick(instance, sensor_resources())
+    assert seeded.run_requests == []
+    assert "await validation" in seeded.skip_message
+    assert seeded.asset_events[0].metadata["seeded"].value == 1
+
+    move_annotation(name, layout.data_seed, layout.data)
+    validated = tick(instance, sensor_resources(), cursor=seeded.cursor)
+    tags = validated.run_requests[0].tags
+    assert (tags["azaion/validated"], tags["azaion/new"]) == ("1", "0")
+
+
+def test_edited_label_counts_as_a_change(instance, layout, sensor_resources):
+    name = write_annotation(layout.data)
+    first = tick(instance, sensor_resources())
+    time.sleep(0.01)
+    (layout.data / "labels" / f"{name}.txt").write_text("3 0.1 0.1 0.05 0.05\n")
+    second = tick(instance, sensor_resources(), cursor=first.cursor)
+    assert second.run_requests[0].tags["azaion/new"] == "1"
+
+
+def put_batch(client, bucket, folder, names):
+    for name in names:
+        client.put_object(Bucket=bucket, Key=f"{folder}/images/{name}.jpg", Body=b"jpg")
+        client.put_object(Bucket=bucket, Key=f"{folder}/labels/{name}.txt", Body=b"0 .5 .5 .1 .1")
+
+
+def test_s3_prefix_behind_the_same_interface(
+    instance, layout, sensor_resources, s3_bucket, s3_endpoint
+):
+    client, bucket = s3_bucket
+    put_batch(client, bucket, "landing/data/20261123T100000Z-a", ["a1", "a2"])
+    resources = sensor_resources(s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=s3_endpoint)
+    first = tick(instance, resources)
+    assert [r.tags["azaion/landing"] for r in first.run_requests] == [f"s3://{bucket}/landing"]
+    assert first.run_requests[0].tags["azaion/new"] == "2"
+
+    put_batch(client, bucket, "landing/data/20261123T110000Z-b", ["b1"])
+    put_batch(client, bucket, "landing/data_deleted/20261123T110000Z-b", ["a1"])
+    second = tick(instance, resources, cursor=first.cursor)
+    tags = second.run_requests[0].tags
+    assert (tags["azaion/new"], tags["azaion/deleted"]) == ("1", "1")
+    assert tick(instance, resources, cursor=second.cursor).run_requests == []
+
+
+def test_s3_listing_starts_after_the_mark(s3_bucket):
+    client, bucket = s3_bucket
+    put_batch(client, bucket, "p/data/20261123T100000Z-a", [f"old{i}" for i in range(5)])
+    zone = S3LandingZone.from_uri(client, f"s3://{bucket}/p")
+    first = look(zone, {}, quiet_seconds=0)
+    put_batch(client, bucket, "p/data/20261123T120000Z-b", ["new"])
+    calls = []
+    client.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(params)
+    )
+    second = look(zone, first.marks, quiet_seconds=0)
+    assert {f.name for f in second.batch.files} == {"new"}
+    assert calls[0]["StartAfter"] == first.marks["data"]
