@@ -70,13 +70,12 @@ def training_dataset(
         "data_yaml": dg.MetadataValue.path(str(built.data_yaml)),
         "dataset_version": version,
         "dataset_dir": dg.MetadataValue.path(str(built.directory)),
+        **{f"{split}_images": built.images[split] for split in SPLITS},
+        **{f"{split}_boxes": sum(per_split[split].values()) for split in SPLITS},
         "augmented_manifest": dg.MetadataValue.path(str(augmented_manifest)),
         "reused_existing": built.reused,
         "copied_files": built.copied_files,
     }
-    for split in SPLITS:
-        metadata[f"{split}_images"] = built.images[split]
-        metadata[f"{split}_boxes"] = sum(per_split[split].values())
     metadata["class_histogram"] = dg.MetadataValue.md(
         "\n\n".join(
             class_histogram_markdown(per_split[split], names, f"{split}: boxes per class")
