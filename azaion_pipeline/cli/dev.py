@@ -1,0 +1,108 @@
+"""``azaion-pipeline dev``: the local services and the Dagster UI (webserver + daemon) on one host.
+
+Writes ``configs/dagster.yaml`` into ``$DAGSTER_HOME`` (default ``./.dagster_home``) with the
+`gpu` pool sized to ``AZAION_GPU_COUNT`` (default 1), starts the reference Azaion API and
+S3 (moto) on loopback, and runs ``dagster dev`` with their settings in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from azaion_pipeline.lib.settings import PROJECT_ROOT, configs_dir
+
+GPU_POOL = "gpu"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="start the local services and the Dagster UI",
+        description=__doc__,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="UI address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="UI port (default 3000)")
+    parser.add_argument(
+        "--no-services",
+        action="store_true",
+        help="do not start the reference API and S3 (publishing then needs real ones configured)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def gpu_count() -> int:
+    raw = os.environ.get("AZAION_GPU_COUNT", "1")
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ValueError(f"AZAION_GPU_COUNT must be a whole number, got {raw!r}") from None
+    if count < 1:
+        raise ValueError(f"AZAION_GPU_COUNT must be at least 1, got {count}")
+    return count
+
+
+def prepare_dagster_home(home: Path, gpus: int) -> Path:
+    """Render the instance config into ``home`` and size the `gpu` pool; returns the config path."""
+    config = yaml.safe_load((configs_dir() / "dagster.yaml").read_text())
+    # dagster.yaml takes no env var for pool limits, so the number is written in here.
+    config.setdefault("concurrency", {}).setdefault("pools", {})["default_limit"] = gpus
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    target.write_text(
+        "# Written by `azaion-pipeline dev` from configs/dagster.yaml; edit that file instead.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    import dagster as dg
+
+    # The default limit only applies to a pool seen for the first time; set `gpu` explicitly
+    # so a changed AZAION_GPU_COUNT takes effect on an existing instance too.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, gpus)
+    return target
+
+
+@contextlib.contextmanager
+def local_services(enabled: bool) -> Iterator[dict[str, str]]:
+    if not enabled:
+        yield {}
+        return
+    from azaion_pipeline.devserver.stack import running
+
+    with running() as env:
+        yield env
+
+
+def run(args: argparse.Namespace) -> int:
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").absolute()
+    gpus = gpu_count()
+    prepare_dagster_home(home, gpus)
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [
+        str(dagster), "dev",
+        "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-h", args.host,
+        "-p", str(args.port),
+    ]  # fmt: skip
+    with local_services(not args.no_services) as service_env:
+        env = {
+            **os.environ,
+            **service_env,
+            "DAGSTER_HOME": str(home),
+            "AZAION_GPU_COUNT": str(gpus),
+            "AZAION_UI_URL": os.environ.get("AZAION_UI_URL", f"http://{args.host}:{args.port}"),
+        }
+        print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it")
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # dagster dev got the same SIGINT and shuts its webserver and daemon down itself.
+            return process.wait()
