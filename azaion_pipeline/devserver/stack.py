@@ -142,4 +142,5 @@ def running(
             "AZAION_DEVSTACK_ADMIN_EMAIL": admin_user[0],
             "AZAION_DEVSTACK_ADMIN_PASSWORD": admin_user[1],
             "AZAION_DEVSTACK_STORAGE_DIR": str(storage_dir),
+            "AZAION_DEVSTACK_USERS_FILE": str(users_file),
         }

@@ -107,11 +107,12 @@ class JoinedReader:
         self._big = big
 
     def read(self, size: int = -1) -> bytes:
-        if self._small:
-            n = len(self._small) if size < 0 else min(size, len(self._small))
-            head, self._small = bytes(self._small[:n]), self._small[n:]
-            return head
-        return self._big.read(size)
+        """Full reads across the seam: callers such as the IV read rely on getting ``size`` bytes."""
+        n = len(self._small) if size < 0 else min(size, len(self._small))
+        head, self._small = bytes(self._small[:n]), self._small[n:]
+        if size < 0:
+            return head + self._big.read()
+        return head + self._big.read(size - n) if n < size else head
 
 
 def digest_file(path: Path) -> Digest:

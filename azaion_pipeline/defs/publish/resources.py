@@ -131,24 +131,27 @@ def _s3(key_var: str, secret_var: str) -> S3Resource:
     )
 
 
+def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
+    """The production wiring (every secret an EnvVar); tests use it too."""
+    return {
+        "azaion_api": AzaionApi(
+            url=dg.EnvVar("AZAION_API_URL"),
+            email=dg.EnvVar("AZAION_API_EMAIL"),
+            password=dg.EnvVar("AZAION_API_PASSWORD"),
+            ca_bundle=os.environ.get("AZAION_API_CA_BUNDLE"),
+        ),
+        "azaion_cdn": AzaionCdn(
+            bucket=dg.EnvVar("AZAION_CDN_BUCKET"),
+            uploader=_s3("AZAION_CDN_UPLOADER_KEY", "AZAION_CDN_UPLOADER_SECRET"),
+            downloader=_s3("AZAION_CDN_DOWNLOADER_KEY", "AZAION_CDN_DOWNLOADER_SECRET"),
+        ),
+        "publish_keys": PublishKeys(
+            model_key=dg.EnvVar("AZAION_MODEL_KEY"),
+            signing_key=dg.EnvVar("AZAION_SIGNING_KEY"),
+        ),
+    }
+
+
 @dg.definitions
 def publish_resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "azaion_api": AzaionApi(
-                url=dg.EnvVar("AZAION_API_URL"),
-                email=dg.EnvVar("AZAION_API_EMAIL"),
-                password=dg.EnvVar("AZAION_API_PASSWORD"),
-                ca_bundle=os.environ.get("AZAION_API_CA_BUNDLE"),
-            ),
-            "azaion_cdn": AzaionCdn(
-                bucket=dg.EnvVar("AZAION_CDN_BUCKET"),
-                uploader=_s3("AZAION_CDN_UPLOADER_KEY", "AZAION_CDN_UPLOADER_SECRET"),
-                downloader=_s3("AZAION_CDN_DOWNLOADER_KEY", "AZAION_CDN_DOWNLOADER_SECRET"),
-            ),
-            "publish_keys": PublishKeys(
-                model_key=dg.EnvVar("AZAION_MODEL_KEY"),
-                signing_key=dg.EnvVar("AZAION_SIGNING_KEY"),
-            ),
-        }
-    )
+    return dg.Definitions(resources=publish_resource_defs())
