@@ -1,0 +1,129 @@
+"""Shared fixtures: the real dataset chain on generated data, and one tiny trained model.
+
+Training is the expensive part (~10 s per tiny run on this CPU), so one session-wide model
+serves the gate, export and parity tests; each test seeds its own Dagster instance with a
+runless materialization that points at it (the contract's way to seed upstream assets).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from azaion_pipeline.defs.dataset.augmented_dataset import augmented_dataset
+from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
+from azaion_pipeline.defs.dataset.training_dataset import training_dataset
+from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.training.assets import trained_model
+from azaion_pipeline.defs.training.resources import YoloTrainer
+from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.sample_data import generate_sample_data
+
+os.environ["YOLO_OFFLINE"] = "1"
+
+TINY_TRAINING = {
+    "model": "yolo11n.yaml",
+    "epochs": 1,
+    "imgsz": 128,
+    "batch": 8,
+    "workers": 0,
+    "patience": 100,
+}
+
+
+def tiny_run_config(**overrides: Any) -> dict:
+    return {"ops": {"trained_model": {"config": {**TINY_TRAINING, **overrides}}}}
+
+
+def training_resources(root: Path, device: str = "cpu") -> dict:
+    return {
+        "storage": AzaionStorage(root_dir=str(root)),
+        "yolo_trainer": YoloTrainer(device=device, workers=0),
+        "training_pipes_client": dg.PipesSubprocessClient(env={"YOLO_OFFLINE": "1"}),
+    }
+
+
+def seeded_instance(**assets: dict[str, Any]) -> dg.DagsterInstance:
+    """A fresh instance where each named asset has one runless materialization."""
+    instance = dg.DagsterInstance.ephemeral()
+    for key, metadata in assets.items():
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
+    return instance
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict[str, Any]:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert event is not None, f"{key} was not materialized"
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def failure_text(result: dg.ExecuteInJobResult) -> str:
+    """Every step failure's message and description, for asserting on what users see."""
+    texts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        texts.append(str(data.error.message if data.error else ""))
+        if data.user_failure_data:
+            texts.append(str(data.user_failure_data.description))
+    return "\n".join(texts)
+
+
+def run_log(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def train(
+    root: Path, dataset: dict, device: str = "cpu", **overrides: Any
+) -> tuple[dg.ExecuteInJobResult, dict, list[str]]:
+    """Materialize trained_model; returns the result, its metadata and the run log."""
+    instance = seeded_instance(training_dataset=dataset)
+    result = dg.materialize(
+        [trained_model],
+        instance=instance,
+        resources=training_resources(root, device),
+        run_config=tiny_run_config(**overrides),
+        raise_on_error=False,
+    )
+    metadata = latest_metadata(instance, "trained_model") if result.success else {}
+    return result, metadata, run_log(instance, result.run_id)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> dict[str, Any]:
+    """training_dataset metadata from the real chain: sample data → raw → augmented → split."""
+    root = tmp_path_factory.mktemp("azaion-dataset")
+    storage = AzaionStorage(root_dir=str(root))
+    generate_sample_data(AzaionLayout.under(root), storage.classes(), images=24, size=(160, 160))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [raw_annotations, augmented_dataset, training_dataset],
+        instance=instance,
+        resources={"storage": storage},
+        run_config={
+            "ops": {
+                "raw_annotations": {"config": {"workers": 1}},
+                "augmented_dataset": {"config": {"variants": 0, "workers": 1}},
+            }
+        },
+    )
+    assert result.success
+    metadata = latest_metadata(instance, "training_dataset")
+    assert metadata["train_images"] > 0 and metadata["test_images"] > 0
+    return metadata
+
+
+@pytest.fixture(scope="session")
+def training_run(tmp_path_factory, dataset) -> tuple[dict[str, Any], list[str]]:
+    """One tiny real training (1 epoch yolo11n from yaml): its metadata and run log."""
+    result, metadata, log = train(tmp_path_factory.mktemp("azaion-trained"), dataset)
+    assert result.success, failure_text(result)
+    return metadata, log
+
+
+@pytest.fixture(scope="session")
+def trained(training_run) -> dict[str, Any]:
+    return training_run[0]

@@ -1,0 +1,177 @@
+"""trained_model: real tiny trainings in a Pipes child process."""
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from azaion_pipeline.lib.champion import promote_champion
+from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.train import (
+    WORKER_PID,
+    TrainingError,
+    resolve_device,
+    resolve_init,
+)
+
+from .conftest import failure_text, train
+
+EPOCH_LINE = re.compile(
+    r"epoch (\d+)/(\d+) · box [\d.]+ cls [\d.]+ dfl [\d.]+ · P [\d.]+ R [\d.]+"
+    r" mAP50 [\d.]+ mAP50-95 [\d.]+ · [\d.]+ s"
+)
+
+
+@pytest.mark.slow
+def test_training_streams_epochs_and_stores_weights_by_content(training_run, dataset):
+    metadata, log = training_run
+    assert [m.group(1, 2) for line in log if (m := EPOCH_LINE.search(line))] == [("1", "1")]
+
+    weights = Path(metadata["weights_path"])
+    assert sha256_file(weights) == metadata["weights_sha256"]
+    assert weights.parent.name == metadata["weights_sha256"][:16]
+    assert metadata["model_version"] == metadata["weights_sha256"][:16]
+    assert metadata["dataset_version"] == dataset["dataset_version"]
+    recipe = json.loads(metadata["training_config"])
+    assert recipe["model"] == "yolo11n.yaml" and recipe["epochs"] == 1 and recipe["imgsz"] == 128
+    lineage = json.loads((weights.parent / "lineage.json").read_text())
+    assert lineage["dataset_version"] == dataset["dataset_version"]
+    assert lineage["recipe"] == recipe
+
+    assert metadata["first_epoch"] == 1 and metadata["epochs_trained"] == 1
+    assert metadata["epochs"].count("\n") == 2  # header, separator, one epoch row
+    for plot in ("results_plot", "confusion_matrix"):
+        assert metadata[plot].startswith("![") and "data:image/png;base64," in metadata[plot]
+    assert metadata["test_images"] == dataset["test_images"]
+    assert 0.0 <= metadata["test_map50_95"] <= 1.0
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_last_checkpoint(tmp_path, dataset):
+    run_root = tmp_path / "models" / "runs"
+    killed = {}
+
+    def kill_after_first_checkpoint():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            for attempt in run_root.glob("*/attempt-*"):
+                if (attempt / "weights" / "epoch0.pt").exists():
+                    time.sleep(0.3)  # let ultralytics finish writing the checkpoint
+                    pid = int((attempt / WORKER_PID).read_text())
+                    os.kill(pid, signal.SIGKILL)
+                    killed["pid"] = pid
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    first, _, _ = train(tmp_path, dataset, epochs=4, plots=False)
+    killer.join()
+
+    assert killed, "the training child never wrote its first checkpoint"
+    assert not first.success
+    message = failure_text(first)
+    assert "training process failed" in message and "resumes from epoch" in message
+
+    second, metadata, log = train(tmp_path, dataset, epochs=4, plots=False)
+    assert second.success, failure_text(second)
+    assert metadata["first_epoch"] > 1
+    assert metadata["resumed_from"].endswith("last.pt")
+    epochs = [int(m.group(1)) for line in log if (m := EPOCH_LINE.search(line))]
+    assert epochs and epochs[0] > 1 and epochs[-1] == 4
+    assert metadata["epochs_trained"] == 4  # results.csv holds the killed run's epochs too
+
+
+@pytest.mark.slow
+def test_warm_start_from_champion_keeps_lineage(tmp_path, dataset, trained):
+    layout = AzaionLayout.under(tmp_path)
+    champion = promote_champion(
+        layout, Path(trained["weights_path"]), trained["weights_sha256"], trained["model_version"]
+    )
+    result, metadata, _ = train(tmp_path, dataset, init="champion")
+    assert result.success, failure_text(result)
+    recipe = json.loads(metadata["training_config"])
+    assert recipe["init"] == "champion"
+    assert recipe["init_sha256"] == champion.weights_sha256
+    assert metadata["weights_sha256"] != trained["weights_sha256"]
+
+
+def test_zero_training_images_fail_before_training(tmp_path, dataset):
+    spec = yaml.safe_load(Path(dataset["data_yaml"]).read_text())
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    spec.update(path=str(tmp_path), train="empty/images")
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump(spec))
+
+    result, _, _ = train(tmp_path, {**dataset, "data_yaml": str(data_yaml)})
+    assert not result.success
+    assert "0 training images" in failure_text(result)
+    assert not (tmp_path / "models" / "runs").exists()  # nothing started
+
+
+def test_cuda_request_without_gpu_fails_clearly(tmp_path, dataset):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result, _, _ = train(tmp_path, dataset, device="cuda")
+    assert not result.success
+    assert "asks for a CUDA GPU but none is visible" in failure_text(result)
+
+
+def test_champion_init_without_champion_fails_clearly(tmp_path, dataset):
+    result, _, _ = train(tmp_path, dataset, init="champion")
+    assert not result.success
+    assert "no champion has been published yet" in failure_text(result)
+
+
+@pytest.mark.parametrize(
+    ("requested", "gpus", "expected"),
+    [
+        ("auto", 0, "cpu"),
+        ("auto", 2, "0"),
+        ("cpu", 2, "cpu"),
+        ("cuda", 1, "0"),
+        ("0,1", 2, "0,1"),
+    ],
+)
+def test_resolve_device(monkeypatch, requested, gpus, expected):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert resolve_device(requested) == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "gpus", "message"),
+    [
+        ("cuda", 0, "none is visible"),
+        ("0,1", 1, "do not exist"),
+        ("tpu", 1, "unknown device"),
+    ],
+)
+def test_resolve_device_rejects(monkeypatch, requested, gpus, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    with pytest.raises(TrainingError, match=message):
+        resolve_device(requested)
+
+
+def test_resolve_init(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    assert resolve_init("scratch", weights) == (None, None)
+    assert resolve_init("champion", weights) == (weights, sha256_file(weights))
+    assert resolve_init(str(weights), None) == (weights, sha256_file(weights))
+    with pytest.raises(TrainingError, match="not found"):
+        resolve_init(str(tmp_path / "missing.pt"), None)
