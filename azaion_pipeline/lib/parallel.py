@@ -16,6 +16,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 INLINE_BELOW = 16
+# Imported once by the fork server, so each worker starts with them already loaded.
+PRELOAD = ["numpy", "cv2", "PIL.Image", "albumentations"]
 
 
 def worker_count(requested: int = 0) -> int:
@@ -54,6 +56,8 @@ def map_in_processes(
     results: list = [None] * total
     # forkserver: forking a multi-threaded Dagster run process is unsafe.
     context = multiprocessing.get_context("forkserver")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would call PyPI
+    context.set_forkserver_preload(PRELOAD)
     chunks = _chunks(total, workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         futures = {
