@@ -4,7 +4,8 @@ signed manifest → move the "current" pointer, last; and the reverse, verifying
 Object names are versioned and never overwritten, so a failure at any step leaves the previous
 release current, and a rollback is just a pointer move.
 
-CDN keys:  {prefix}/{model}/{version}/{file}.big | .manifest.json | .manifest.sig, {prefix}/{model}/{version}/signing.pub,
+CDN keys:  {prefix}/{model}/{version}/{file}.big | .manifest.json | .manifest.sig,
+           {prefix}/{model}/{version}/signing.pub | release.json (written once the version is complete),
            {prefix}/{model}/current.json (the pointer)
 API files: folder {prefix}/{model}/{version}, name {file}.small
 """
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "models"
 POINTER = "current.json"
+# Written after every part of a version is up: versions without it are partial, never current.
+RELEASE_RECORD = "release.json"
 SIGNING_PUB = "signing.pub"
 MANIFEST_SUFFIX = ".manifest.json"
 SIGNATURE_SUFFIX = ".manifest.sig"
@@ -171,6 +174,7 @@ def publish_release(
         model_version=model_version,
         files=[a.file_name for a in artifacts],
     )
+    cdn.put_bytes(f"{names.folder}/{RELEASE_RECORD}", pointer.model_dump_json().encode())
     # The pointer moves last: until this single PUT lands, clients keep the previous release.
     pointer_uri = cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
     return Release(names.version, pointer_uri, published)
@@ -187,13 +191,19 @@ def read_pointer(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -
 
 
 def list_versions(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
-    return sorted(cdn.list_prefixes(f"{prefix}/{model_name}/"))
+    """Complete versions only, oldest first; a version a failed publish left half-way is not one."""
+    root = f"{prefix}/{model_name}/"
+    return sorted(
+        key[len(root) :].removesuffix(f"/{RELEASE_RECORD}")
+        for key in cdn.list_keys(root)
+        if key.endswith(f"/{RELEASE_RECORD}") and key.count("/") == root.count("/") + 1
+    )
 
 
 def rollback(
     cdn: CdnStore, model_name: str, version: str | None = None, prefix: str = DEFAULT_PREFIX
 ) -> Pointer:
-    """Point "current" at ``version`` (default: the release before the current one)."""
+    """Point "current" at ``version`` (default: the complete release before the current one)."""
     current = read_pointer(cdn, model_name, prefix)
     versions = list_versions(cdn, model_name, prefix)
     if version is None:
@@ -205,16 +215,13 @@ def rollback(
                 f"{current.version} is the first release of {model_name}; nothing earlier"
             )
         version = earlier[-1]
-    names = ReleaseNames(model_name, version, prefix)
-    manifests = [key for key in cdn.list_keys(names.folder + "/") if key.endswith(MANIFEST_SUFFIX)]
-    if not manifests:
-        raise ValueError(f"{model_name} has no release {version!r} (known: {', '.join(versions)})")
-    first = ArtifactManifest.model_validate_json(cdn.get_bytes(manifests[0]))
-    pointer = Pointer(
-        model_name=model_name,
-        version=version,
-        model_version=first.model_version,
-        files=sorted(key.rsplit("/", 1)[1].removesuffix(MANIFEST_SUFFIX) for key in manifests),
+    if version not in versions:
+        raise ValueError(
+            f"{model_name} has no complete release {version!r} (known: {', '.join(versions)})"
+        )
+    record = cdn.get_bytes(f"{ReleaseNames(model_name, version, prefix).folder}/{RELEASE_RECORD}")
+    pointer = Pointer.model_validate_json(record).model_copy(
+        update={"updated_at": datetime.now(UTC).isoformat()}
     )
     cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
     return pointer
