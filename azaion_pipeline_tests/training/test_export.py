@@ -1,0 +1,152 @@
+"""onnx_model, coreml_model, tensorrt_model and their checks, on the session's trained model."""
+
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import onnx
+import pytest
+
+from azaion_pipeline.defs.export.assets import (
+    coreml_model,
+    coreml_spec_matches,
+    onnx_matches_pytorch,
+    onnx_model,
+    tensorrt_model,
+)
+from azaion_pipeline.defs.training.assets import trained_model
+from azaion_pipeline.lib.export import engine_filename, zip_package
+
+from .conftest import latest_metadata, seeded_instance, training_resources
+
+
+def check_metadata(result) -> tuple[bool, dict]:
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()}
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory, trained) -> tuple[dict, bool, dict]:
+    """onnx_model metadata plus the parity check's verdict, from one real export."""
+    root = tmp_path_factory.mktemp("azaion-onnx")
+    instance = seeded_instance(trained_model=trained)
+    result = dg.materialize(
+        [onnx_model, onnx_matches_pytorch], instance=instance, resources=training_resources(root)
+    )
+    return latest_metadata(instance, "onnx_model"), *check_metadata(result)
+
+
+def run_parity(tmp_path: Path, trained: dict, exported: dict) -> tuple[bool, dict]:
+    instance = seeded_instance(trained_model=trained, onnx_model=exported)
+    result = dg.materialize(
+        [onnx_model, onnx_matches_pytorch],
+        selection=dg.AssetSelection.checks(onnx_matches_pytorch),
+        instance=instance,
+        resources=training_resources(tmp_path),
+        raise_on_error=False,
+    )
+    return check_metadata(result)
+
+
+@pytest.mark.slow
+def test_onnx_export_has_nms_dynamic_batch_and_class_names(onnx_export, trained):
+    exported, passed, parity = onnx_export
+    path = Path(exported["path"])
+    assert path.is_file() and path.parent.name == exported["sha256"][:16]
+    assert exported["size_bytes"] == path.stat().st_size
+    assert exported["model_version"] == trained["model_version"]
+    assert exported["imgsz"] == trained["imgsz"] and exported["format"] == "onnx"
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert "'ArmorVehicle'" in props["names"] and props["max_batch"] == "8"
+    assert props["model_version"] == trained["model_version"]
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param  # symbolic: any batch size
+    output_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert output_dims[1:] == [300, 6]  # NMS inside: max_det rows of box, score, class
+
+    assert passed, parity["reason"]
+    assert abs(parity["pytorch_map50_95"] - parity["onnx_map50_95"]) <= 0.01
+    assert parity["images"] > 0
+
+
+@pytest.mark.slow
+def test_parity_fails_on_a_corrupted_onnx(tmp_path, trained, onnx_export):
+    exported = onnx_export[0]
+    broken = tmp_path / "broken.onnx"
+    data = Path(exported["path"]).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    passed, parity = run_parity(tmp_path, trained, {**exported, "path": str(broken)})
+    assert not passed
+    assert "onnxruntime could not run" in parity["reason"]
+
+
+@pytest.mark.slow
+def test_parity_fails_on_an_onnx_with_other_class_names(tmp_path, trained, onnx_export):
+    exported = onnx_export[0]
+    model = onnx.load(exported["path"])
+    for prop in model.metadata_props:
+        if prop.key == "names":
+            prop.value = prop.value.replace("'Truck'", "'Lorry'")
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(model, str(wrong))
+    passed, parity = run_parity(tmp_path, trained, {**exported, "path": str(wrong)})
+    assert not passed
+    assert "class names" in parity["reason"]
+
+
+@pytest.mark.slow
+def test_coreml_export_is_one_zip_and_its_spec_matches(tmp_path, trained):
+    instance = seeded_instance(trained_model=trained)
+    result = dg.materialize(
+        [coreml_model, coreml_spec_matches],
+        instance=instance,
+        resources=training_resources(tmp_path),
+    )
+    exported = latest_metadata(instance, "coreml_model")
+    with zipfile.ZipFile(exported["path"]) as bundle:
+        names = bundle.namelist()
+    assert names and all(n.startswith("azaion.mlpackage/") for n in names)
+    assert any(n.endswith("Manifest.json") for n in names)
+    passed, metadata = check_metadata(result)
+    assert passed, metadata["problems"]
+    assert metadata["input_shape"] == f"[{trained['imgsz']}, {trained['imgsz']}]"
+    assert metadata["class_labels"] == 80
+    assert "cannot" not in metadata["runtime"] and "only on Apple" in metadata["runtime"]
+
+
+def test_tensorrt_is_skipped_with_a_reason_without_cuda(tmp_path, trained):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    instance = seeded_instance(trained_model=trained)
+    result = dg.materialize(
+        [trained_model, tensorrt_model],
+        selection=[tensorrt_model.key],
+        instance=instance,
+        resources=training_resources(tmp_path),
+    )
+    assert result.success  # skipped, not failed
+    assert instance.get_latest_materialization_event(tensorrt_model.key) is None
+    (observation,) = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert "no CUDA GPU" in observation.metadata["skipped_reason"].value
+
+
+def test_engine_filename_follows_azaion():
+    assert engine_filename(8, 9, 128) == "azaion.cc_8.9_sm_128.engine"
+
+
+def test_zipped_package_is_deterministic(tmp_path):
+    package = tmp_path / "m.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    (package / "Data" / "weights.bin").write_bytes(b"\0" * 100)
+    first = zip_package(package, tmp_path / "a.zip").read_bytes()
+    (package / "Manifest.json").touch()  # a newer mtime must not change the archive
+    assert zip_package(package, tmp_path / "b.zip").read_bytes() == first
