@@ -175,3 +175,17 @@ def test_resolve_init(tmp_path):
     assert resolve_init(str(weights), None) == (weights, sha256_file(weights))
     with pytest.raises(TrainingError, match="not found"):
         resolve_init(str(tmp_path / "missing.pt"), None)
+
+
+def test_code_location_wires_training_and_exports():
+    import dagster as dg
+
+    from azaion_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("trained_model")).pools == {"gpu"}
+    for key in ("onnx_model", "coreml_model", "tensorrt_model"):
+        assert graph.get(dg.AssetKey(key)).parent_keys == {dg.AssetKey("trained_model")}
+    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert checks["beats_champion"].blocking and checks["onnx_matches_pytorch"].blocking
+    assert checks["coreml_spec_matches"].asset_key == dg.AssetKey("coreml_model")
