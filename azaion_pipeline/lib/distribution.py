@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore
 from azaion_pipeline.lib.crypto import DecryptionError, decrypt_stream, model_key_string
+from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.parts import SMALL_SIZE_KB, JoinedReader, encrypt_and_split
 from azaion_pipeline.lib.release_manifest import (
     ArtifactManifest,
@@ -272,20 +273,19 @@ def fetch_artifact(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         big_path = Path(tmp) / "part.big"
         cdn.download_file(names.big(file_name), big_path)
-        big_digest = hashlib.sha256()
-        with open(big_path, "rb") as f:
-            while block := f.read(1024 * 1024):
-                big_digest.update(block)
-        _check("big part", big_path.stat().st_size, big_digest.hexdigest(), manifest.big)
+        _check("big part", big_path.stat().st_size, sha256_file(big_path), manifest.big)
         plain_path = Path(tmp) / "model"
         with open(big_path, "rb") as big, open(plain_path, "wb") as plain:
             try:
                 decrypt_stream(JoinedReader(small, big), plain, model_key_string(model_secret))
             except DecryptionError as exc:
                 raise IntegrityError(f"{file_name}: {exc} (is AZAION_MODEL_KEY right?)") from exc
-        with open(plain_path, "rb") as f:
-            plain_digest = hashlib.file_digest(f, "sha256").hexdigest()
-        _check("decrypted model", plain_path.stat().st_size, plain_digest, manifest.plaintext)
+        _check(
+            "decrypted model",
+            plain_path.stat().st_size,
+            sha256_file(plain_path),
+            manifest.plaintext,
+        )
         os.replace(plain_path, out)
     return manifest
 
