@@ -9,7 +9,7 @@
    Goal: warm ≤ 1/6 of scratch.
 
 Sizes come from the environment (the printed lines say what ran): ``BENCH_TRAIN_IMAGES``
-(sample annotations, default 48), ``BENCH_TRAIN_EPOCHS`` (overhead recipe, default 20),
+(sample annotations, default 48), ``BENCH_TRAIN_EPOCHS`` (overhead recipe, default 24),
 ``BENCH_TRAIN_IMGSZ`` (default 128), ``BENCH_WARM_EPOCHS`` (champion / scratch epochs, default 6).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 IMAGES = int(os.environ.get("BENCH_TRAIN_IMAGES", 48))
-EPOCHS = int(os.environ.get("BENCH_TRAIN_EPOCHS", 20))
+EPOCHS = int(os.environ.get("BENCH_TRAIN_EPOCHS", 24))
 IMGSZ = int(os.environ.get("BENCH_TRAIN_IMGSZ", 128))
 WARM_EPOCHS = int(os.environ.get("BENCH_WARM_EPOCHS", 6))
 BATCH = 8
@@ -181,16 +181,24 @@ def warm_start(scratch: Path) -> None:
         f"warm   : {warm_epochs} epochs {warm_seconds:6.1f} s, best {max(warm_scores):.4f},"
         f" reaches target at epoch {warm_reach}"
     )
+    if metric == LOSS:
+        print(
+            "note: mAP stayed 0 in every epoch at this scale, so the proxy is the validation loss"
+        )
     if scratch_reach and warm_reach:
-        scratch_cost = scratch_seconds * scratch_reach / WARM_EPOCHS
-        warm_cost = warm_seconds * warm_reach / warm_epochs
+        # cumulative training seconds from results.csv: excludes process start and final scoring
+        scratch_cost = scratch_table[scratch_reach - 1]["time"]
+        warm_cost = warm_table[warm_reach - 1]["time"]
         verdict = "meets" if warm_cost <= scratch_cost / 6 else "misses"
         print(
-            f"cost to reach target: warm/scratch = {warm_cost / scratch_cost:.2f} ({verdict} ≤ 1/6)"
+            f"training seconds to reach the target: scratch {scratch_cost:.1f}, warm {warm_cost:.1f};"
+            f" warm/scratch = {warm_cost / scratch_cost:.2f} ({verdict} ≤ 1/6)"
         )
     else:
-        print(f"wall time ratio warm/scratch = {warm_seconds / scratch_seconds:.2f}"
-              " (a run did not reach the target within its epochs)")  # fmt: skip
+        print(
+            f"wall time ratio warm/scratch = {warm_seconds / scratch_seconds:.2f}"
+            " (a run did not reach the target within its epochs)"
+        )
 
 
 def main() -> None:

@@ -132,6 +132,14 @@ def test_champion_init_without_champion_fails_clearly(tmp_path, dataset):
     assert "no champion has been published yet" in failure_text(result)
 
 
+def fake_gpus(monkeypatch, count: int) -> None:
+    """The one thing mocked: how many CUDA GPUs PyTorch sees."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
 @pytest.mark.parametrize(
     ("requested", "gpus", "expected"),
     [
@@ -143,10 +151,7 @@ def test_champion_init_without_champion_fails_clearly(tmp_path, dataset):
     ],
 )
 def test_resolve_device(monkeypatch, requested, gpus, expected):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    fake_gpus(monkeypatch, gpus)
     assert resolve_device(requested) == expected
 
 
@@ -159,10 +164,7 @@ def test_resolve_device(monkeypatch, requested, gpus, expected):
     ],
 )
 def test_resolve_device_rejects(monkeypatch, requested, gpus, message):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    fake_gpus(monkeypatch, gpus)
     with pytest.raises(TrainingError, match=message):
         resolve_device(requested)
 

@@ -57,6 +57,12 @@ def _exports_root(storage: AzaionStorage) -> Path:
     return storage.layout().models / "exports"
 
 
+def _source(context: dg.AssetExecutionContext, config: ExportConfig) -> tuple[dict, Path, int]:
+    """trained_model's metadata, its weights and the export input size."""
+    model = upstream_metadata(context, "trained_model")
+    return model, Path(model["weights_path"]), config.imgsz or int(model["imgsz"])
+
+
 @dg.asset(
     group_name="export",
     kinds={"onnx"},
@@ -66,10 +72,9 @@ def _exports_root(storage: AzaionStorage) -> Path:
 def onnx_model(
     context: dg.AssetExecutionContext, config: ExportConfig, storage: AzaionStorage
 ) -> dg.MaterializeResult:
-    model = upstream_metadata(context, "trained_model")
-    imgsz = config.imgsz or int(model["imgsz"])
+    model, weights, imgsz = _source(context, config)
     exported = export_onnx(
-        Path(model["weights_path"]),
+        weights,
         imgsz,
         _exports_root(storage),
         max_batch=config.max_batch,
@@ -94,11 +99,8 @@ def onnx_model(
 def coreml_model(
     context: dg.AssetExecutionContext, config: ExportConfig, storage: AzaionStorage
 ) -> dg.MaterializeResult:
-    model = upstream_metadata(context, "trained_model")
-    imgsz = config.imgsz or int(model["imgsz"])
-    exported = export_coreml(
-        Path(model["weights_path"]), imgsz, _exports_root(storage), config.conf, config.iou
-    )
+    model, weights, imgsz = _source(context, config)
+    exported = export_coreml(weights, imgsz, _exports_root(storage), config.conf, config.iou)
     return _export_result(exported, model, imgsz)
 
 
@@ -117,10 +119,9 @@ def tensorrt_model(context: dg.AssetExecutionContext, config: ExportConfig, stor
             dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped_reason": reason})
         )
         return
-    model = upstream_metadata(context, "trained_model")
-    imgsz = config.imgsz or int(model["imgsz"])
+    model, weights, imgsz = _source(context, config)
     exported = export_tensorrt(
-        Path(model["weights_path"]), imgsz, _exports_root(storage), config.max_batch, config.conf
+        weights, imgsz, _exports_root(storage), config.max_batch, config.conf
     )
     yield _export_result(exported, model, imgsz, {"max_batch": config.max_batch})
 
