@@ -132,24 +132,19 @@ class CdnStore:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise CdnError(f"checking {self.uri(key)} failed: {exc}") from exc
-
-    def list_prefixes(self, prefix: str) -> list[str]:
-        """Immediate "sub-folders" under ``prefix`` (which ends with '/')."""
-        paginator = self.client.get_paginator("list_objects_v2")
-        found = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            found += [
-                p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
-            ]
-        return found
+        except BotoCoreError as exc:
+            raise CdnError(f"checking {self.uri(key)} failed: {exc}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        return [
-            item["Key"]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
-            for item in page.get("Contents", [])
-        ]
+        try:
+            return [
+                item["Key"]
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+        except (BotoCoreError, ClientError) as exc:
+            raise CdnError(f"listing {self.uri(prefix)} failed: {exc}") from exc
 
     def incomplete_uploads(self, key: str) -> list[str]:
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)

@@ -40,7 +40,7 @@ class ArtifactManifest(BaseModel):
     file_name: str
     metrics: dict[str, float] = {}
     plaintext: PartDigest
-    encrypted: PartDigest
+    encrypted_size: int = Field(ge=32)
     small: PartDigest
     big: PartDigest
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -51,12 +51,11 @@ class ArtifactManifest(BaseModel):
             name: PartDigest(size=digest.size, sha256=digest.sha256)
             for name, digest in (
                 ("plaintext", split.plaintext),
-                ("encrypted", split.encrypted),
                 ("small", split.small),
                 ("big", split.big),
             )
         }
-        return cls(**digests, **fields)
+        return cls(**digests, encrypted_size=split.encrypted_size, **fields)
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(

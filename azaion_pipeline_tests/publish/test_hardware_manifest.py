@@ -45,7 +45,7 @@ def test_hardware_string_of_this_machine_is_cached():
 def manifest() -> ArtifactManifest:
     digest = Digest(10, "a" * 64)
     return ArtifactManifest.describe(
-        SplitResult(digest, digest, digest, digest),
+        SplitResult(digest, 48, digest, digest),
         model_name="azaion",
         version="v1",
         model_version="m1",
