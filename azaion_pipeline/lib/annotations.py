@@ -6,6 +6,7 @@ Nothing here raises on bad data, so one bad file never stops a run.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections import Counter
@@ -14,6 +15,7 @@ from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
+from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.hashing import sha256_file, sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS
 from azaion_pipeline.lib.parallel import map_in_processes
@@ -263,17 +265,69 @@ class Collection:
         return Counter(int(box[0]) for a in self.valid for box in a.boxes)
 
 
+class ValidationCache:
+    """Earlier verdicts for unchanged files, so a run decodes and hashes only what is new.
+
+    A pair counts as unchanged when both files keep their path, inode, size and mtime.
+    The rules (class ids, pixel limit) are part of the key: new rules start afresh.
+    """
+
+    def __init__(self, path: Path, valid_ids: frozenset[int], max_pixels: int):
+        self.path = path
+        self.rules = sha256_text([json.dumps(sorted(valid_ids)), str(max_pixels)])
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        self.entries: dict[str, dict] = (
+            stored.get("entries", {}) if stored.get("rules") == self.rules else {}
+        )
+        self.hits = 0
+
+    @staticmethod
+    def _stamp(path: Path) -> list[int]:
+        stat = path.stat()
+        return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+    def _stamps(self, candidate: Candidate) -> list:
+        return [str(candidate.image), self._stamp(candidate.image), self._stamp(candidate.label)]
+
+    def lookup(self, candidate: Candidate) -> ValidAnnotation | None:
+        entry = self.entries.get(candidate.name)
+        if entry is None or candidate.image is None or candidate.label is None:
+            return None
+        try:
+            if entry["stamps"] != self._stamps(candidate):
+                return None
+        except OSError:
+            return None
+        self.hits += 1
+        return ValidAnnotation(**entry["annotation"])
+
+    def save(self, valid: list[ValidAnnotation]) -> None:
+        entries = {}
+        for annotation in valid:
+            candidate = Candidate(
+                annotation.name, annotation.origin, Path(annotation.image), Path(annotation.label)
+            )
+            entries[annotation.name] = {
+                "stamps": self._stamps(candidate),
+                "annotation": asdict(annotation),
+            }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps({"rules": self.rules, "entries": entries}).encode())
+
+
 def collect_annotations(
     sources: list[tuple[Path, str]],
     valid_ids: frozenset[int],
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     workers: int = 0,
     on_progress=None,
+    cache: ValidationCache | None = None,
 ) -> Collection:
     """Validate every pair under each ``(folder, origin)``; earlier folders win name clashes.
 
     Returns the valid annotations sorted by name and every rejection (bad pairs, name
     conflicts, byte-identical duplicates); moving rejected files is the caller's job.
+    Pairs that ``cache`` vouches for are not decoded or hashed again.
     """
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
@@ -306,9 +360,13 @@ def collect_annotations(
                     )
                 )
 
-    check = partial(validate_candidate, valid_ids=valid_ids, max_pixels=max_pixels)
     valid = []
-    for outcome in map_in_processes(check, candidates, workers, on_progress):
+    unknown = []
+    for candidate in candidates:
+        known = cache.lookup(candidate) if cache and not candidate.conflicts else None
+        (valid.append(known) if known else unknown.append(candidate))
+    check = partial(validate_candidate, valid_ids=valid_ids, max_pixels=max_pixels)
+    for outcome in map_in_processes(check, unknown, workers, on_progress):
         (rejected if isinstance(outcome, Rejection) else valid).append(outcome)
 
     # Byte-identical images: keep the first name in order, quarantine the rest.

@@ -92,6 +92,7 @@ def test_rerun_is_stable_and_quarantines_nothing_twice(harness, layout):
     first, first_metadata = run_raw(harness, include_seed=False)
     second, second_metadata = run_raw(harness, include_seed=False)
     assert second_metadata["quarantined"] == 0
+    assert second_metadata["validated_now"] == 0  # unchanged files are not decoded again
     assert len(read_reasons(layout.corrupted)) == first_metadata["quarantined"]
     version = [
         r.asset_materializations_for_node("raw_annotations")[0].tags["dagster/data_version"]
@@ -125,3 +126,14 @@ def test_quarantine_never_overwrites_an_earlier_one(tmp_path):
     assert (corrupted / "labels" / "x.txt").read_text() == "first"
     assert (corrupted / "labels" / "x.txt.1").read_text() == "second"
     assert len(read_reasons(corrupted)) == 2
+
+
+def test_a_changed_label_is_validated_again(harness, layout):
+    report = harness.add_samples(4)
+    run_raw(harness, include_seed=False)
+    label = layout.data / "labels" / f"{report.valid[0]}.txt"
+    label.write_text("0 0.5 0.5 1.5 0.2\n")  # edited after the first run: now out of range
+    _, metadata = run_raw(harness, include_seed=False)
+    assert metadata["validated_now"] == 1
+    assert metadata["quarantined_by_reason"] == {"coords_out_of_range": 1}
+    assert metadata["valid"] == 3

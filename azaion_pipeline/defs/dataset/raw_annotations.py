@@ -7,7 +7,11 @@ from pydantic import Field
 
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.annotations import DEFAULT_MAX_IMAGE_PIXELS, collect_annotations
+from azaion_pipeline.lib.annotations import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ValidationCache,
+    collect_annotations,
+)
 from azaion_pipeline.lib.histogram import class_histogram_markdown
 from azaion_pipeline.lib.manifest import write_manifest
 from azaion_pipeline.lib.quarantine import quarantine
@@ -40,13 +44,18 @@ def raw_annotations(
     sources = [(layout.data, "data")]
     if config.include_seed:
         sources.append((layout.data_seed, "data-seed"))
+    cache = ValidationCache(
+        layout.manifests / "validation-cache.json", catalog.valid_ids(), config.max_image_pixels
+    )
     collection = collect_annotations(
         sources,
         catalog.valid_ids(),
         max_pixels=config.max_image_pixels,
         workers=config.workers,
         on_progress=progress_logger(context, "validated"),
+        cache=cache,
     )
+    cache.save(collection.valid)
     outcome = quarantine(layout.corrupted, collection.rejected)
     for failure in outcome.failed:
         context.log.warning(f"could not quarantine {failure}")
@@ -68,6 +77,7 @@ def raw_annotations(
             "quarantine_failures": len(outcome.failed),
             "reasons_path": dg.MetadataValue.path(str(layout.corrupted / "reasons.jsonl")),
             "boxes": sum(collection.class_counts().values()),
+            "validated_now": len(collection.valid) + len(collection.rejected) - cache.hits,
             "class_histogram": dg.MetadataValue.md(
                 class_histogram_markdown(collection.class_counts(), names, "boxes per class")
             ),
