@@ -220,6 +220,9 @@ def check_parity(
         f"ONNX agrees with PyTorch on {len(paths)} images: mAP50-95 {onnx_map:.4f} vs "
         f"{torch_map:.4f}, {matched:.1%} of {torch_boxes} boxes matched"
     )
+    if not problems and torch_boxes == 0:
+        # an untrained model detects nothing above the in-graph threshold: say what was not shown
+        reason += f" (no box scored ≥ {conf}, so box agreement was not exercised)"
     return ParityReport(
         passed=not problems,
         reason=reason,
