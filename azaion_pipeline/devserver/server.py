@@ -11,12 +11,15 @@ import uvicorn
 
 
 @contextlib.contextmanager
-def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Yields the base URL; the socket is bound before the thread starts, so no port race."""
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, **config) -> Iterator[str]:
+    """Yields the base URL; the socket is bound before the thread starts, so no port race.
+
+    ``config`` goes to ``uvicorn.Config`` (e.g. ``ssl_certfile``/``ssl_keyfile`` for HTTPS).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -24,7 +27,8 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
             if not thread.is_alive():
                 raise RuntimeError("the API server thread exited during start-up")
             threading.Event().wait(0.02)
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        scheme = "https" if config.get("ssl_certfile") else "http"
+        yield f"{scheme}://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

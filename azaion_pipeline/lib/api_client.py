@@ -43,9 +43,7 @@ class UploadResponse(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-def retrying_session(
-    retries: int, backoff_s: float, jitter_s: float, ca_bundle: str | None, verify_tls: bool
-) -> requests.Session:
+def retrying_session(retries: int, backoff_s: float, jitter_s: float) -> requests.Session:
     retry = Retry(
         total=retries,
         connect=retries,
@@ -62,7 +60,6 @@ def retrying_session(
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.verify = ca_bundle if (verify_tls and ca_bundle) else verify_tls
     return session
 
 
@@ -85,7 +82,9 @@ class AzaionApiClient:
         self._password = password
         self._timeout = (min(timeout_s, 10.0), timeout_s)  # (connect, read)
         self._retries = retries
-        self._session = retrying_session(retries, backoff_s, jitter_s, ca_bundle, verify_tls)
+        self._session = retrying_session(retries, backoff_s, jitter_s)
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._verify: str | bool = ca_bundle if (verify_tls and ca_bundle) else verify_tls
         self._token: str | None = None
 
     def __repr__(self) -> str:
@@ -151,7 +150,12 @@ class AzaionApiClient:
         headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
         try:
             return self._session.request(
-                method, self.url + path, headers=headers, timeout=self._timeout, **kwargs
+                method,
+                self.url + path,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                **kwargs,
             )
         except requests.RequestException as exc:
             # The exception text carries only the URL; the token lives in headers it does not print.

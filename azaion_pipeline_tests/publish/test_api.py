@@ -134,3 +134,55 @@ def test_traversal_in_file_name_and_oversized_upload(stack):
         client.upload_file("models", "../../escape.small", b"1")
     with pytest.raises(ApiError, match="HTTP 413"):
         client.upload_file("models", "huge.small", b"0" * (17 * 1024 * 1024))
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_tls_is_verified_and_a_ca_bundle_can_be_pinned(tmp_path):
+    add_user(tmp_path / "users.json", "u@t.test", "password-1", ["ResourceUploader"])
+    settings = DevServerSettings(
+        users_file=tmp_path / "users.json", storage_dir=tmp_path / "store", jwt_secret="s" * 40
+    )
+    cert, key = self_signed(tmp_path)
+    with serve_in_thread(create_app(settings), ssl_certfile=str(cert), ssl_keyfile=str(key)) as url:
+        assert url.startswith("https://")
+        with pytest.raises(ApiError, match="SSLError"):
+            AzaionApiClient(url, "u@t.test", "password-1", retries=0).login()
+        pinned = AzaionApiClient(url, "u@t.test", "password-1", ca_bundle=str(cert))
+        assert pinned.upload_file("models", "tls.small", b"over TLS").size == 8

@@ -225,7 +225,9 @@ def test_503_forever_fails_and_keeps_the_previous_release(
     assert list_versions(downloader, "azaion") == complete
 
 
-def test_second_release_then_rollback_job(first_release, instance, exports, stack_env, tmp_path):
+def test_second_release_then_rollback_job(
+    first_release, instance, exports, stack_env, tmp_path, capsys
+):
     first = read_pointer(cdn_store(stack_env, "downloader"), "azaion")
     seed_upstream(instance, exports, "model-two")
     second = publish(instance, first_release[1])
@@ -236,6 +238,9 @@ def test_second_release_then_rollback_job(first_release, instance, exports, stac
     )
     assert rolled.success
     assert read_pointer(cdn_store(stack_env, "downloader"), "azaion").version == first.version
+    assert cli(["rollback", "--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert f"* {first.version}" in listing and len(listing) == 3  # the failed attempt is not listed
     out = tmp_path / "azaion.onnx"
     assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 0
     assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(exports["onnx"])
