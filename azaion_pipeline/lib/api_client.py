@@ -112,7 +112,7 @@ class AzaionApiClient:
         )
         uploaded = _parse(UploadResponse, response, path)
         if uploaded.sha256 != hashlib.sha256(data).hexdigest() or uploaded.size != len(data):
-            raise ApiError(f"{path}{filename}: the server stored different bytes than were sent")
+            raise ApiError(f"{path}/{filename}: the server stored different bytes than were sent")
         return uploaded
 
     def load_bytes(self, folder: str, filename: str, hardware: str | None = None) -> bytes:
