@@ -281,7 +281,7 @@ def fetch_artifact(
             except DecryptionError as exc:
                 raise IntegrityError(f"{file_name}: {exc} (is AZAION_MODEL_KEY right?)") from exc
         _check(
-            "decrypted model",
+            "decrypted model (is AZAION_MODEL_KEY right?)",
             plain_path.stat().st_size,
             sha256_file(plain_path),
             manifest.plaintext,

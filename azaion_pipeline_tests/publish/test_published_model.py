@@ -203,6 +203,16 @@ def test_fetch_model_refuses_a_flipped_byte(
     assert list(out.parent.iterdir()) == [], "fetch-model left files behind"
 
 
+def test_fetch_model_with_a_wrong_model_key_writes_nothing(
+    first_release, stack_env, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("AZAION_MODEL_KEY", "not-the-model-key")
+    out = tmp_path / "azaion.onnx"
+    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 1
+    assert "AZAION_MODEL_KEY" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_503_forever_fails_and_keeps_the_previous_release(
     first_release, instance, stack_env, injected
 ):
