@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,29 +62,43 @@ def _identity(iam, name: str, bucket: str, actions: list[str]) -> tuple[str, str
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+# moto keeps its backends and its auth switch per process, shared by every server in it.
+_active_servers = 0
+_active_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
     from moto.server import ThreadedMotoServer
 
+    global _active_servers
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    with _active_lock:
+        _active_servers += 1
     try:
-        _set_moto_auth(endpoint, enforced=False)
-        admin = {
-            "endpoint_url": endpoint,
-            "region_name": REGION,
-            "aws_access_key_id": "admin",
-            "aws_secret_access_key": "admin",
-        }
-        boto3.client("s3", **admin).create_bucket(Bucket=bucket)
-        iam = boto3.client("iam", **admin)
-        suffix = secrets.token_hex(4)
-        uploader = _identity(iam, f"azaion-uploader-{suffix}", bucket, UPLOADER_ACTIONS)
-        downloader = _identity(iam, f"azaion-downloader-{suffix}", bucket, DOWNLOADER_ACTIONS)
-        _set_moto_auth(endpoint, enforced=True)
+        with _active_lock:
+            # Creating identities needs auth off for a moment; other live stacks stay usable.
+            _set_moto_auth(endpoint, enforced=False)
+            try:
+                admin = {
+                    "endpoint_url": endpoint,
+                    "region_name": REGION,
+                    "aws_access_key_id": "admin",
+                    "aws_secret_access_key": "admin",
+                }
+                boto3.client("s3", **admin).create_bucket(Bucket=bucket)
+                iam = boto3.client("iam", **admin)
+                suffix = secrets.token_hex(4)
+                uploader = _identity(iam, f"azaion-uploader-{suffix}", bucket, UPLOADER_ACTIONS)
+                downloader = _identity(
+                    iam, f"azaion-downloader-{suffix}", bucket, DOWNLOADER_ACTIONS
+                )
+            finally:
+                _set_moto_auth(endpoint, enforced=True)
         yield {
             "AZAION_CDN_ENDPOINT": endpoint,
             "AZAION_CDN_BUCKET": bucket,
@@ -93,10 +108,11 @@ def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
             "AZAION_CDN_DOWNLOADER_SECRET": downloader[1],
         }
     finally:
-        # moto keeps state per process: switch enforcement off and clear it for the next stack.
-        with contextlib.suppress(requests.RequestException):
-            _set_moto_auth(endpoint, enforced=False)
-            requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+        with _active_lock:
+            _active_servers -= 1
+            if _active_servers == 0:  # leave the process as we found it: no enforcement
+                with contextlib.suppress(requests.RequestException):
+                    _set_moto_auth(endpoint, enforced=False)
         server.stop()
 
 
