@@ -1,12 +1,13 @@
 """Dataset stage: augmentation vs Azaion's reference, parallel speedup, incremental cost, split.
 
-Sizes follow issue 2; ``BENCH_AUG_IMAGES`` / ``BENCH_INCREMENTAL_BASE`` shrink them on a
-slow machine (the printed lines say what ran).
+Sizes follow issue 2; ``BENCH_AUG_IMAGES`` / ``BENCH_INCREMENTAL_BASE`` / ``BENCH_REPEATS``
+shrink them on a slow machine (the printed lines say what ran).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from azaion_pipeline.lib.split import SplitShares, assign_splits, build_dataset
 AUG_IMAGES = int(os.environ.get("BENCH_AUG_IMAGES", 200))
 INCREMENTAL_BASE = int(os.environ.get("BENCH_INCREMENTAL_BASE", 1000))
 INCREMENTAL_ADDED = 10
+REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
 SPLIT_IMAGES = 10_000
 VARIANTS = 7
 
@@ -91,20 +93,47 @@ def warm_up(annotations: list[dict], work: Path, settings: AugmentSettings) -> N
     augment_dataset(annotations[:2], work / "warm-inline", settings, workers=1)
 
 
+def best_of(work: Path, repeats: int, runs: dict[str, object]) -> dict[str, float]:
+    """Fastest wall time of each run over ``repeats`` interleaved rounds.
+
+    The machine is shared: interleaving spreads others' load over every contender and the
+    minimum is the least disturbed figure. Each round writes into a fresh folder, so the
+    incremental path never gets to skip work.
+    """
+    best = dict.fromkeys(runs, float("inf"))
+    for round_index in range(repeats):
+        for name, run in runs.items():
+            output = Path(tempfile.mkdtemp(prefix=f"{name}-{round_index}-", dir=work))
+            seconds, _ = timed(run, output)
+            shutil.rmtree(output)
+            best[name] = min(best[name], seconds)
+    return best
+
+
 def bench_augmentation(work: Path, catalog) -> None:
     annotations = sample_annotations(work / "aug", catalog, AUG_IMAGES, size=(1280, 720))
     settings = AugmentSettings(variants=VARIANTS)
     cores = worker_count()
     warm_up(annotations, work, settings)
-    baseline, _ = timed(azaion_reference, annotations, work / "azaion", VARIANTS)
-    parallel, _ = timed(augment_dataset, annotations, work / "par", settings, workers=cores)
-    serial, _ = timed(on_one_core, augment_dataset, annotations, work / "ser", settings, workers=1)
+    best = best_of(
+        work,
+        REPEATS,
+        {
+            "azaion": lambda out: azaion_reference(annotations, out, VARIANTS),
+            "parallel": lambda out: augment_dataset(annotations, out, settings, workers=cores),
+            "serial": lambda out: on_one_core(augment_dataset, annotations, out, settings, 1),
+        },
+    )
     print(f"augmentation: {len(annotations)} images 1280x720, {VARIANTS} variants, {cores} cores")
-    print(f"  azaion reference ({cores} cores, ThreadPoolExecutor): {baseline:.1f} s")
-    print(f"  augmented_dataset ({cores} processes): {parallel:.1f} s")
-    print(f"  augmented_dataset (1 process pinned to 1 core): {serial:.1f} s")
-    print(f"  speedup vs azaion reference: {baseline / parallel:.2f}x (goal >= 1.5x)")
-    print(f"  parallel speedup on {cores} cores: {serial / parallel:.2f}x (goal >= 1.8x on 2)")
+    print(f"  best of {REPEATS} interleaved rounds; load average now {os.getloadavg()}")
+    print(f"  azaion reference ({cores} cores, ThreadPoolExecutor): {best['azaion']:.1f} s")
+    print(f"  augmented_dataset ({cores} processes): {best['parallel']:.1f} s")
+    print(f"  augmented_dataset (1 process pinned to 1 core): {best['serial']:.1f} s")
+    print(f"  speedup vs azaion reference: {best['azaion'] / best['parallel']:.2f}x (goal >= 1.5x)")
+    print(
+        f"  parallel speedup on {cores} cores: {best['serial'] / best['parallel']:.2f}x "
+        "(goal >= 1.8x on 2)"
+    )
 
 
 def bench_incremental(work: Path, catalog) -> None:

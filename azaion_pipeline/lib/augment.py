@@ -168,6 +168,16 @@ def _remove_outputs(output_dir: Path, name: str, record: dict, variants: int) ->
         (output_dir / LABELS / label).unlink(missing_ok=True)
 
 
+def _variant_name_clashes(annotations: dict[str, dict], variants: int) -> dict[str, str]:
+    """Names that equal another annotation's variant output (``x_3`` next to ``x``)."""
+    clashes = {}
+    for name in annotations:
+        stem, _, number = name.rpartition("_")
+        if stem in annotations and number.isdigit() and 1 <= int(number) <= variants:
+            clashes[name] = f"its outputs would overwrite variant {number} of {stem}"
+    return clashes
+
+
 def augment_dataset(
     annotations: list[dict],
     processed_root: Path,
@@ -190,16 +200,20 @@ def augment_dataset(
             _remove_outputs(output_dir, name, state.pop(name), settings.variants)
             removed += annotation is None
 
+    failures = _variant_name_clashes(current, settings.variants)
     todo = [
         AugmentTask(a["name"], a["image"], a["label"], a["content_hash"], a["boxes"])
         for name, a in sorted(current.items())
-        if name not in state or not _outputs_exist(output_dir, name, state[name], settings.variants)
+        if name not in failures
+        and (
+            name not in state
+            or not _outputs_exist(output_dir, name, state[name], settings.variants)
+        )
     ]
     work = partial(augment_one, output_dir=output_dir, settings=settings)
-    failures = {}
-    done = {task.name: task for task in todo}
+    tasks_by_name = {task.name: task for task in todo}
     for outcome in map_in_processes(work, todo, workers, on_progress):
-        task = done[outcome.name]
+        task = tasks_by_name[outcome.name]
         if outcome.error:
             failures[task.name] = outcome.error
             # No half-augmented annotation stays behind; the next run retries it.
@@ -226,8 +240,8 @@ def augment_dataset(
     return AugmentResult(
         output_dir=output_dir,
         entries=entries,
-        augmented=len(todo) - len(failures),
-        skipped=len(current) - len(todo),
+        augmented=len(todo) - len(failures.keys() & tasks_by_name.keys()),
+        skipped=len(current) - len(todo) - len(failures.keys() - tasks_by_name.keys()),
         removed=removed,
         failures=failures,
     )

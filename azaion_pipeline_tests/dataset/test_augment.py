@@ -152,3 +152,13 @@ def test_tiny_boxes_are_dropped(box, kept):
 def test_variants_are_bounded():
     with pytest.raises(ValueError, match="variants"):
         AugmentSettings(variants=8)
+
+
+def test_a_name_equal_to_a_variant_output_is_reported_not_overwritten(harness, layout, tmp_path):
+    harness.add_samples(1, seed=7)
+    [annotation] = annotations_of(layout, harness.catalog)
+    clash = dict(annotation, name=f"{annotation['name']}_2")
+    result = augment_dataset([annotation, clash], tmp_path / "out", AugmentSettings(variants=3), 1)
+    assert set(result.failures) == {clash["name"]}
+    assert (result.augmented, result.skipped) == (1, 0)
+    assert {e["source"] for e in result.entries} == {annotation["name"]}
