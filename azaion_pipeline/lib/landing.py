@@ -3,17 +3,19 @@
 Two stores sit behind one interface (``LandingZone.changes``): the local Azaion tree
 (``data/``, ``data-seed/``, ``data_deleted/``) and an S3 prefix laid out the same way.
 Each file gets a *position*, a string that sorts in arrival order, so a cursor is just
-the last position taken per area (a high-water mark) and a look costs what is new:
+the last position taken per zone (a high-water mark) and a look costs what is new:
 
-- local: ``"{ctime_ns:020d} {label file}"``. Labels, because every annotation has one and
+- local: ``"{ctime_ns:020d} {area}/{label file}"``. Labels, because every annotation has one and
   an edit rewrites it. ctime, not mtime: a rename (Azaion's validation seed -> data,
   deletion -> data_deleted) keeps mtime but sets ctime, and ctime cannot be set backwards
   from user space, so whatever shows up later sorts after the mark. POSIX has no "changed
   since" query, so a look still costs one ``stat`` per label (relative to an open directory
   descriptor), but no reads and no Python work per old file beyond one int compare.
-- S3: the object key. Uploaders write each batch under a time-sortable folder
-  (``{prefix}/{area}/{YYYYmmddTHHMMSSZ}-{batch}/{images,labels}/{name}.{ext}``), so
+- S3: the object key. Uploaders write each batch under a time-sortable folder, areas inside
+  (``{prefix}/{YYYYmmddTHHMMSSZ}-{batch}/{area}/{images,labels}/{name}.{ext}``), so one
   ``ListObjectsV2(StartAfter=mark)`` returns only the new keys, whatever already exists.
+  Keys under an older stamp that appear after a newer one was taken are not seen: stamp
+  batches when the upload starts, from a synced clock.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -52,8 +54,8 @@ class LandedFile:
 class LandingZone(Protocol):
     uri: str
 
-    def changes(self, area: str, after: str | None) -> list[LandedFile]:
-        """Files of ``area`` whose position sorts after ``after`` (all files when None)."""
+    def changes(self, after: str | None) -> list[LandedFile]:
+        """Files whose position sorts after ``after`` (all files when None), in position order."""
         ...
 
 
@@ -63,37 +65,37 @@ class LocalLandingZone:
         self.uri = layout.root.as_uri()
         self._areas = {DATA: layout.data, SEED: layout.data_seed, DELETED: layout.data_deleted}
 
-    def changes(self, area: str, after: str | None) -> list[LandedFile]:
-        # Labels drive: every annotation has one and in-place edits rewrite it. Positions start
-        # with the zero-padded ctime, so an old entry is dropped on one int compare.
+    def changes(self, after: str | None) -> list[LandedFile]:
+        # Positions start with the zero-padded ctime: an old entry is dropped on one int compare.
         floor_ns = int(after.split(" ", 1)[0]) if after else -1
+        landed = [file for area in AREAS for file in self._area_changes(area, after, floor_ns)]
+        return sorted(landed, key=lambda f: f.position)
+
+    def _area_changes(self, area: str, after: str | None, floor_ns: int) -> Iterator[LandedFile]:
+        # Labels drive: every annotation has one and in-place edits rewrite it.
         images, labels = AzaionLayout.images_and_labels(self._areas[area])
-        landed = []
         with _opened(labels) as labels_fd, _opened(images) as images_fd:
             if labels_fd is None:
-                return []
+                return
             for file in os.listdir(labels_fd):
                 if not file.endswith(".txt"):
                     continue
                 stat = os.stat(file, dir_fd=labels_fd)
                 if stat.st_ctime_ns < floor_ns:
                     continue
-                position = f"{stat.st_ctime_ns:020d} {file}"
+                position = f"{stat.st_ctime_ns:020d} {area}/{file}"
                 if after is not None and position <= after:
                     continue
                 name = file[: -len(".txt")]
                 # The image may still be copying after its label: count it in the quiet period.
                 image_ns = _image_ctime_ns(images_fd, name)
-                landed.append(
-                    LandedFile(
-                        area=area,
-                        position=position,
-                        name=name,
-                        landed_ns=max(stat.st_ctime_ns, image_ns),
-                        moved_in=stat.st_ctime_ns - stat.st_mtime_ns > MOVED_IN_TOLERANCE_NS,
-                    )
+                yield LandedFile(
+                    area=area,
+                    position=position,
+                    name=name,
+                    landed_ns=max(stat.st_ctime_ns, image_ns),
+                    moved_in=stat.st_ctime_ns - stat.st_mtime_ns > MOVED_IN_TOLERANCE_NS,
                 )
-        return sorted(landed, key=lambda f: f.position)
 
 
 @contextmanager
@@ -122,7 +124,7 @@ def _image_ctime_ns(images_fd: int | None, name: str) -> int:
 
 
 class S3LandingZone:
-    """``s3://bucket/prefix`` holding ``{area}/...`` keys that sort in arrival order."""
+    """``s3://bucket/prefix`` holding ``{batch}/{area}/...`` keys that sort in arrival order."""
 
     def __init__(self, client, bucket: str, prefix: str = ""):
         self.client = client
@@ -137,22 +139,25 @@ class S3LandingZone:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         return cls(client, bucket, prefix)
 
-    def area_prefix(self, area: str) -> str:
-        return f"{self.prefix}/{area}/" if self.prefix else f"{area}/"
-
-    def changes(self, area: str, after: str | None) -> list[LandedFile]:
+    def changes(self, after: str | None) -> list[LandedFile]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.area_prefix(area), StartAfter=after or ""
+            Bucket=self.bucket,
+            Prefix=f"{self.prefix}/" if self.prefix else "",
+            StartAfter=after or "",
         )
         landed = []
         for page in pages:
             for item in page.get("Contents", []):
                 path = PurePosixPath(item["Key"])
+                relative = path.relative_to(self.prefix) if self.prefix else path
+                # {batch}/{area}/{kind}/{file}: anything else under the prefix is not ours.
+                if len(relative.parts) != 4 or relative.parts[1] not in AREAS:
+                    continue
                 if path.suffix.lower() not in ANNOTATION_SUFFIXES:
                     continue
                 landed.append(
                     LandedFile(
-                        area=area,
+                        area=relative.parts[1],
                         position=item["Key"],
                         name=path.stem,
                         landed_ns=int(item["LastModified"].timestamp() * 1e9),
@@ -163,7 +168,7 @@ class S3LandingZone:
 
 @dataclass(frozen=True)
 class Batch:
-    """Everything that landed in one zone since its marks, once the zone went quiet."""
+    """Everything that landed in one zone since its mark, once the zone went quiet."""
 
     zone: str
     files: tuple[LandedFile, ...]
@@ -201,44 +206,37 @@ class ZoneLook:
     """One look at a zone: a batch ready to take, one still landing, or nothing."""
 
     zone: str
-    marks: Mapping[str, str | None]  # the marks to store after this look
+    mark: str | None  # the mark to store after this look
     batch: Batch | None = None
     waiting: tuple[LandedFile, ...] = ()
     quiet_for_s: float = 0.0
 
 
 def look(
-    zone: LandingZone,
-    marks: Mapping[str, str | None],
-    quiet_seconds: float,
-    now_ns: int | None = None,
+    zone: LandingZone, mark: str | None, quiet_seconds: float, now_ns: int | None = None
 ) -> ZoneLook:
-    """What landed in ``zone`` after ``marks``; a batch only once nothing landed for ``quiet_seconds``.
+    """What landed in ``zone`` after ``mark``; a batch only once nothing landed for ``quiet_seconds``.
 
-    While files are still landing the marks stay where they were, so the next look sees the
+    While files are still landing the mark stays where it was, so the next look sees the
     whole batch again rather than half of it.
     """
     now_ns = time.time_ns() if now_ns is None else now_ns
-    landed = {area: zone.changes(area, marks.get(area)) for area in AREAS}
-    files = tuple(f for area in AREAS for f in landed[area])
+    files = tuple(zone.changes(mark))
     if not files:
-        return ZoneLook(zone.uri, dict(marks))
+        return ZoneLook(zone.uri, mark)
     quiet_for_s = (now_ns - max(f.landed_ns for f in files)) / 1e9
     if quiet_for_s < quiet_seconds:
-        return ZoneLook(zone.uri, dict(marks), waiting=files, quiet_for_s=quiet_for_s)
-    new_marks = {
-        area: (landed[area][-1].position if landed[area] else marks.get(area)) for area in AREAS
-    }
-    return ZoneLook(zone.uri, new_marks, batch=Batch(zone.uri, files), quiet_for_s=quiet_for_s)
+        return ZoneLook(zone.uri, mark, waiting=files, quiet_for_s=quiet_for_s)
+    return ZoneLook(zone.uri, files[-1].position, Batch(zone.uri, files), quiet_for_s=quiet_for_s)
 
 
 @dataclass
 class LandingCursor:
-    """The sensor cursor: per zone URI, per area, the last position taken."""
+    """The sensor cursor: per zone URI, the last position taken."""
 
-    marks: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    marks: dict[str, str | None] = field(default_factory=dict)
 
-    VERSION = 1
+    VERSION = 2
 
     @classmethod
     def parse(cls, text: str | None) -> LandingCursor:
@@ -252,11 +250,11 @@ class LandingCursor:
             raise ValueError(f"landing cursor version {payload.get('version')!r} is not supported")
         return cls(marks=payload["marks"])
 
-    def for_zone(self, uri: str) -> dict[str, str | None]:
-        return self.marks.get(uri, {})
+    def for_zone(self, uri: str) -> str | None:
+        return self.marks.get(uri)
 
     def advanced(self, looks: Iterable[ZoneLook]) -> LandingCursor:
-        return LandingCursor(marks={**self.marks, **{z.zone: dict(z.marks) for z in looks}})
+        return LandingCursor(marks={**self.marks, **{z.zone: z.mark for z in looks}})
 
     def dumps(self) -> str:
         return json.dumps({"version": self.VERSION, "marks": self.marks}, sort_keys=True)

@@ -70,8 +70,7 @@ def test_files_still_being_written_wait_for_the_quiet_period(instance, layout, s
             assert waiting.run_requests == []
             assert "waiting for the quiet period" in waiting.skip_message
             # The mark did not move: the next tick sees the whole batch again.
-            marks = LandingCursor.parse(waiting.cursor).for_zone(layout.root.as_uri())
-            assert marks.get("data") is None
+            assert LandingCursor.parse(waiting.cursor).for_zone(layout.root.as_uri()) is None
             time.sleep(0.4)
     time.sleep(1.1)
     ready = tick(instance, resources)
@@ -129,14 +128,15 @@ def test_s3_prefix_behind_the_same_interface(
     instance, layout, sensor_resources, s3_bucket, s3_endpoint
 ):
     client, bucket = s3_bucket
-    put_batch(client, bucket, "landing/data/20261123T100000Z-a", ["a1", "a2"])
+    put_batch(client, bucket, "landing/20261123T100000Z-a/data", ["a1", "a2"])
     resources = sensor_resources(s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=s3_endpoint)
     first = tick(instance, resources)
     assert [r.tags["azaion/landing"] for r in first.run_requests] == [f"s3://{bucket}/landing"]
     assert first.run_requests[0].tags["azaion/new"] == "2"
 
-    put_batch(client, bucket, "landing/data/20261123T110000Z-b", ["b1"])
-    put_batch(client, bucket, "landing/data_deleted/20261123T110000Z-b", ["a1"])
+    put_batch(client, bucket, "landing/20261123T110000Z-b/data", ["b1"])
+    put_batch(client, bucket, "landing/20261123T110000Z-b/data_deleted", ["a1"])
+    client.put_object(Bucket=bucket, Key="landing/README.txt", Body=b"not an annotation")
     second = tick(instance, resources, cursor=first.cursor)
     tags = second.run_requests[0].tags
     assert (tags["azaion/new"], tags["azaion/deleted"]) == ("1", "1")
@@ -145,14 +145,15 @@ def test_s3_prefix_behind_the_same_interface(
 
 def test_s3_listing_starts_after_the_mark(s3_bucket):
     client, bucket = s3_bucket
-    put_batch(client, bucket, "p/data/20261123T100000Z-a", [f"old{i}" for i in range(5)])
+    put_batch(client, bucket, "p/20261123T100000Z-a/data", [f"old{i}" for i in range(5)])
     zone = S3LandingZone.from_uri(client, f"s3://{bucket}/p")
-    first = look(zone, {}, quiet_seconds=0)
-    put_batch(client, bucket, "p/data/20261123T120000Z-b", ["new"])
+    first = look(zone, None, quiet_seconds=0)
+    put_batch(client, bucket, "p/20261123T120000Z-b/data-seed", ["new"])
     calls = []
     client.meta.events.register(
         "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(params)
     )
-    second = look(zone, first.marks, quiet_seconds=0)
-    assert {f.name for f in second.batch.files} == {"new"}
-    assert calls[0]["StartAfter"] == first.marks["data"]
+    second = look(zone, first.mark, quiet_seconds=0)
+    assert {(f.area, f.name) for f in second.batch.files} == {("data-seed", "new")}
+    # One listing for every area, starting after the mark: what already exists is not listed.
+    assert [call["StartAfter"] for call in calls] == [first.mark]
