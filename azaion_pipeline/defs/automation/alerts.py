@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from azaion_pipeline.defs.automation.resources import WEBHOOK_ENV, AlertWebhook
@@ -45,10 +47,14 @@ def _planned_assets(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return sorted({record.asset_key.to_user_string() for record in records if record.asset_key})
 
 
-def _send(webhook: AlertWebhook, payload: AlertPayload) -> dg.SkipReason | None:
+def _post(webhook: AlertWebhook, run: dg.DagsterRun, **payload: Any) -> dg.SkipReason | None:
     if not webhook.url:
-        return dg.SkipReason(f"{WEBHOOK_ENV} is not set: alert for run {payload.run_id} not sent")
-    webhook.send(payload)
+        return dg.SkipReason(f"{WEBHOOK_ENV} is not set: alert for run {run.run_id} not sent")
+    webhook.send(
+        AlertPayload(
+            run_id=run.run_id, job=run.job_name, ui_url=webhook.run_link(run.run_id), **payload
+        )
+    )
     return None
 
 
@@ -64,17 +70,13 @@ def run_failure_alert(
     metrics = _key_metrics(_run_materializations(context.instance, run.run_id))
     if failed_steps:
         metrics["failed_steps"] = ", ".join(failed_steps)
-    return _send(
+    return _post(
         alert_webhook,
-        AlertPayload(
-            status="failure",
-            run_id=run.run_id,
-            job=run.job_name,
-            assets=_planned_assets(context.instance, run.run_id),
-            metrics=metrics,
-            message=context.failure_event.message or "",
-            ui_url=alert_webhook.run_link(run.run_id),
-        ),
+        run,
+        status="failure",
+        assets=_planned_assets(context.instance, run.run_id),
+        metrics=metrics,
+        message=context.failure_event.message or "",
     )
 
 
@@ -91,15 +93,11 @@ def publish_alert(
     if "published_model" not in materializations:
         return dg.SkipReason(f"run {run.run_id} published no model")
     version = materializations["published_model"].metadata.get("version")
-    return _send(
+    return _post(
         alert_webhook,
-        AlertPayload(
-            status="published",
-            run_id=run.run_id,
-            job=run.job_name,
-            assets=sorted(materializations),
-            metrics=_key_metrics(materializations),
-            message=f"published model {version.value}" if version else "published a model",
-            ui_url=alert_webhook.run_link(run.run_id),
-        ),
+        run,
+        status="published",
+        assets=sorted(materializations),
+        metrics=_key_metrics(materializations),
+        message=f"published model {version.value}" if version else "published a model",
     )
