@@ -80,7 +80,10 @@ class LocalLandingZone:
             for file in os.listdir(labels_fd):
                 if not file.endswith(".txt"):
                     continue
-                stat = os.stat(file, dir_fd=labels_fd)
+                try:
+                    stat = os.stat(file, dir_fd=labels_fd)
+                except FileNotFoundError:  # moved on mid-look; its new area reports it
+                    continue
                 if stat.st_ctime_ns < floor_ns:
                     continue
                 position = f"{stat.st_ctime_ns:020d} {area}/{file}"
