@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from azaion_pipeline.lib.hashing import sha256_text
-from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
 
 DATA = "data"
 SEED = "data-seed"
@@ -154,7 +154,11 @@ class S3LandingZone:
                 path = PurePosixPath(item["Key"])
                 relative = path.relative_to(self.prefix) if self.prefix else path
                 # {batch}/{area}/{kind}/{file}: anything else under the prefix is not ours.
-                if len(relative.parts) != 4 or relative.parts[1] not in AREAS:
+                if (
+                    len(relative.parts) != 4
+                    or relative.parts[1] not in AREAS
+                    or relative.parts[2] not in (IMAGES, LABELS)
+                ):
                     continue
                 if path.suffix.lower() not in ANNOTATION_SUFFIXES:
                     continue
@@ -169,12 +173,45 @@ class S3LandingZone:
         return landed
 
 
+def land_locally(
+    zone: S3LandingZone, after: str | None, until: str, layout: AzaionLayout
+) -> dict[str, int]:
+    """Copy the S3 batch ``(after, until]`` into the local Azaion tree, where ingestion reads.
+
+    An annotation changing areas (validation seed -> data, deletion -> data_deleted) has its
+    local copy moved, as Azaion's own scripts do, so it is never in two areas and nothing is
+    deleted. Each file appears by an atomic rename: the local look never sees half a file.
+    """
+    areas = {DATA: layout.data, SEED: layout.data_seed, DELETED: layout.data_deleted}
+    copied = dict.fromkeys(AREAS, 0)
+    for landed in zone.changes(after):
+        if landed.position > until:
+            break
+        key = PurePosixPath(landed.position)
+        kind, file = key.parts[-2], key.name
+        target = areas[landed.area] / kind / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for area, folder in areas.items():
+            if area != landed.area and (folder / kind / file).exists():
+                os.replace(folder / kind / file, target)
+        staging = target.with_name(f".{file}.landing")
+        zone.client.download_file(zone.bucket, landed.position, str(staging))
+        os.replace(staging, target)
+        copied[landed.area] += 1
+    return copied
+
+
 @dataclass(frozen=True)
 class Batch:
     """Everything that landed in one zone since its mark, once the zone went quiet."""
 
     zone: str
     files: tuple[LandedFile, ...]
+    after: str | None = None  # the mark the batch starts after; it ends at its last position
+
+    @property
+    def until(self) -> str:
+        return self.files[-1].position
 
     @property
     def id(self) -> str:
@@ -230,7 +267,8 @@ def look(
     quiet_for_s = (now_ns - max(f.landed_ns for f in files)) / 1e9
     if quiet_for_s < quiet_seconds:
         return ZoneLook(zone.uri, mark, waiting=files, quiet_for_s=quiet_for_s)
-    return ZoneLook(zone.uri, files[-1].position, Batch(zone.uri, files), quiet_for_s=quiet_for_s)
+    batch = Batch(zone.uri, files, after=mark)
+    return ZoneLook(zone.uri, batch.until, batch, quiet_for_s=quiet_for_s)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def test_sensors_and_schedule_are_registered_with_their_resources():
     schedule = repository.get_schedule_def("retrain_schedule")
     assert schedule.job_name == "retrain_job"
     sensor = repository.get_sensor_def("new_annotations_sensor")
-    assert sensor.job_name == "ingest_job"
+    assert {target.job_name for target in sensor.targets} == {"ingest_job", "land_s3_batch_job"}
     assert {"storage", "landing"} <= sensor.required_resource_keys
     assert {"landing", "alert_webhook"} <= set(repository.get_top_level_resources())
     assert isinstance(sensor, dg.SensorDefinition)

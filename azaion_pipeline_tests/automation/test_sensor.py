@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 
+from azaion_pipeline.defs.automation.jobs import land_s3_batch_job
 from azaion_pipeline.defs.automation.sensors import new_annotations_sensor
 from azaion_pipeline.lib.landing import LandingCursor, S3LandingZone, look
 from azaion_pipeline_tests.automation.conftest import move_annotation, write_annotation
@@ -124,23 +125,48 @@ def put_batch(client, bucket, folder, names):
         client.put_object(Bucket=bucket, Key=f"{folder}/labels/{name}.txt", Body=b"0 .5 .5 .1 .1")
 
 
-def test_s3_prefix_behind_the_same_interface(
+def land(request, resources) -> None:
+    result = land_s3_batch_job.execute_in_process(
+        run_config=request.run_config, resources=resources
+    )
+    assert result.success
+
+
+def test_s3_batches_land_in_the_local_tree_then_ingest(
     instance, layout, sensor_resources, s3_bucket, s3_endpoint
 ):
     client, bucket = s3_bucket
+    kept = write_annotation(layout.data)
     put_batch(client, bucket, "landing/20261123T100000Z-a/data", ["a1", "a2"])
     resources = sensor_resources(s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=s3_endpoint)
     first = tick(instance, resources)
-    assert [r.tags["azaion/landing"] for r in first.run_requests] == [f"s3://{bucket}/landing"]
-    assert first.run_requests[0].tags["azaion/new"] == "2"
+    # The local tree's own batch goes to ingest; the S3 batch first lands in the local tree.
+    by_job = {r.job_name: r for r in first.run_requests}
+    assert set(by_job) == {"ingest_job", "land_s3_batch_job"}
+    assert by_job["land_s3_batch_job"].tags["azaion/landing"] == f"s3://{bucket}/landing"
+    assert by_job["land_s3_batch_job"].tags["azaion/new"] == "2"
+    land(by_job["land_s3_batch_job"], resources)
+    assert (layout.data / "labels" / "a1.txt").read_text() == "0 .5 .5 .1 .1"
 
     put_batch(client, bucket, "landing/20261123T110000Z-b/data", ["b1"])
-    put_batch(client, bucket, "landing/20261123T110000Z-b/data_deleted", ["a1"])
+    put_batch(client, bucket, "landing/20261123T110000Z-b/data_deleted", [kept])
     client.put_object(Bucket=bucket, Key="landing/README.txt", Body=b"not an annotation")
     second = tick(instance, resources, cursor=first.cursor)
-    tags = second.run_requests[0].tags
-    assert (tags["azaion/new"], tags["azaion/deleted"]) == ("1", "1")
-    assert tick(instance, resources, cursor=second.cursor).run_requests == []
+    by_job = {r.job_name: r for r in second.run_requests}
+    # a1 and a2, now on local disk, are ingested; batch b lands.
+    assert by_job["ingest_job"].tags["azaion/new"] == "2"
+    landing_run = by_job["land_s3_batch_job"]
+    assert (landing_run.tags["azaion/new"], landing_run.tags["azaion/deleted"]) == ("1", "1")
+    land(landing_run, resources)
+    # The deletion moved the local copy (never deleted it).
+    assert not (layout.data / "labels" / f"{kept}.txt").exists()
+    assert (layout.data_deleted / "images" / f"{kept}.jpg").exists()
+
+    third = tick(instance, resources, cursor=second.cursor)
+    [ingest] = third.run_requests
+    assert ingest.job_name == "ingest_job"
+    assert (ingest.tags["azaion/new"], ingest.tags["azaion/deleted"]) == ("1", "1")
+    assert tick(instance, resources, cursor=third.cursor).run_requests == []
 
 
 def test_s3_listing_starts_after_the_mark(s3_bucket):

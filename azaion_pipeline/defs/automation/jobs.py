@@ -1,8 +1,11 @@
-"""The three jobs users launch or automation requests."""
-
-from __future__ import annotations
+"""The jobs users launch or automation requests, and the landing of S3 batches."""
 
 import dagster as dg
+from pydantic import Field
+
+from azaion_pipeline.defs.automation.resources import LandingResource
+from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.landing import land_locally
 
 DATASET_ASSETS = ("raw_annotations", "augmented_dataset", "training_dataset")
 MODEL_ASSETS = ("trained_model", "onnx_model", "coreml_model", "tensorrt_model", "published_model")
@@ -33,3 +36,34 @@ full_pipeline_job = dg.define_asset_job(
     description="Annotations all the way to a published model, in one run.",
     tags={"azaion/job": "full"},
 )
+
+
+class LandBatchConfig(dg.Config):
+    after: str | None = Field(
+        default=None, description="The S3 key the batch starts after (exclusive)."
+    )
+    until: str = Field(description="The batch's last S3 key (inclusive).")
+
+
+@dg.op(description="Copies one S3 landing batch into the local Azaion tree.")
+def land_s3_batch(
+    context: dg.OpExecutionContext,
+    config: LandBatchConfig,
+    storage: AzaionStorage,
+    landing: LandingResource,
+) -> None:
+    zone = landing.s3_zone()
+    if zone is None:
+        raise dg.Failure(description="AZAION_LANDING_S3_URI is not set: no S3 batch to land")
+    copied = land_locally(zone, config.after, config.until, storage.layout())
+    context.log.info(f"landed from {zone.uri}: {copied}")
+
+
+# Ingestion reads the local tree only: an S3 batch lands there first, and the local look of
+# new_annotations_sensor then requests its ingest_job run like any other arrival.
+@dg.job(
+    description="Copies an S3 landing batch into data/, data-seed/ and data_deleted/.",
+    tags={"azaion/job": "landing"},
+)
+def land_s3_batch_job() -> None:
+    land_s3_batch()

@@ -22,10 +22,11 @@ class LandingResource(dg.ConfigurableResource):
     quiet_seconds: float = 30.0
 
     def zones(self, layout: AzaionLayout) -> list[LandingZone]:
-        zones: list[LandingZone] = [LocalLandingZone(layout)]
-        if self.s3_uri:
-            zones.append(S3LandingZone.from_uri(self._s3_client(), self.s3_uri))
-        return zones
+        s3 = self.s3_zone()
+        return [LocalLandingZone(layout), *([s3] if s3 else [])]
+
+    def s3_zone(self) -> S3LandingZone | None:
+        return S3LandingZone.from_uri(self._s3_client(), self.s3_uri) if self.s3_uri else None
 
     def _s3_client(self):
         import boto3
