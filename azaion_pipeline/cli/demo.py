@@ -7,14 +7,12 @@ so the runs and their metadata show up later in ``make dev``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
+from azaion_pipeline.cli.dev import gpu_count, local_services, prepare_dagster_home
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import IMAGES, AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
@@ -40,22 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run config (ops: {asset: {config: ...}}), default configs/demo.yaml",
     )
     parser.set_defaults(handler=run)
-
-
-@contextlib.contextmanager
-def local_services() -> Iterator[dict[str, str]]:
-    """The reference Azaion API and S3 (moto) the publish stage talks to, for one run.
-
-    Guarded so the demo also runs where ``devserver.stack`` is absent (it is written by
-    another stage); once it is always there, delete the ``find_spec`` branch.
-    """
-    if importlib.util.find_spec("azaion_pipeline.devserver.stack") is None:
-        yield {}
-        return
-    from azaion_pipeline.devserver.stack import running
-
-    with running() as env:
-        yield env
 
 
 def _has_data(layout: AzaionLayout) -> bool:
@@ -85,16 +67,17 @@ def run(args: argparse.Namespace) -> int:
             f"{sum(map(len, report.defects.values()))} defective pairs to quarantine"
         )
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").absolute())))
-    home.mkdir(parents=True, exist_ok=True)
-    instance_config = home / "dagster.yaml"
-    if not instance_config.exists():  # SQLite storage under DAGSTER_HOME; nothing sent out
-        instance_config.write_text("telemetry:\n  enabled: false\n")
+    # Dagster insists on an absolute DAGSTER_HOME. The same instance config as `make dev`,
+    # so the UI shows these runs under the same settings.
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").absolute()
+    os.environ["DAGSTER_HOME"] = str(home)
+    prepare_dagster_home(home, gpu_count())
     if not args.config.is_file():
         raise FileNotFoundError(f"run config {args.config} does not exist")
     run_config = yaml.safe_load(args.config.read_text()) or {}
 
-    with local_services() as service_env:
+    # The reference Azaion API and S3 (moto) that publishing talks to, for this run only.
+    with local_services(enabled=True) as service_env:
         # Resources read their secrets through dg.EnvVar when the run starts.
         os.environ.update(service_env)
         from azaion_pipeline.definitions import defs
