@@ -113,7 +113,7 @@ def test_seed_arrivals_wait_and_validations_trigger_ingest(instance, layout, sen
 def test_edited_label_counts_as_a_change(instance, layout, sensor_resources):
     name = write_annotation(layout.data)
     first = tick(instance, sensor_resources())
-    time.sleep(0.01)
+    time.sleep(0.05)  # past the kernel clock tick, so the edit gets a later ctime
     (layout.data / "labels" / f"{name}.txt").write_text("3 0.1 0.1 0.05 0.05\n")
     second = tick(instance, sensor_resources(), cursor=first.cursor)
     assert second.run_requests[0].tags["azaion/new"] == "1"
