@@ -183,6 +183,14 @@ def test_the_ui_lists_the_assets_and_materialises_the_dataset_group(dagster_ui):
         page.goto(f"{base_url}/assets/training_dataset")
         expect(page.get_by_text("dataset_version", exact=True)).to_be_visible()
         expect(page.get_by_text("train_images", exact=True)).to_be_visible()
+        # Plots are markdown with an embedded PNG: they must open as images, not text.
+        histogram = page.locator("tr", has=page.get_by_text("class_histogram", exact=True))
+        histogram.get_by_text("[Show Markdown]").click()
+        plot = page.get_by_role("dialog").locator("img[src^='data:image/png']").first
+        expect(plot).to_be_visible()
+        # Finish the dialog's fade-in so the picture shows what a user sees.
+        page.screenshot(path=screenshots / "dagster-ui-class-histogram.png", animations="disabled")
+        page.keyboard.press("Escape")
         page.goto(f"{base_url}/asset-groups~{group_filter('dataset')}")
         expect(page.get_by_text("Materialized").first).to_be_visible()
         page.screenshot(path=screenshots / "dagster-ui-dataset-group.png")
