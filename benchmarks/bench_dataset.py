@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from azaion_pipeline.lib.annotations import collect_annotations
-from azaion_pipeline.lib.augment import AugmentSettings, augment_dataset, build_transform
+from azaion_pipeline.lib.augment import AugmentSettings, augment_dataset
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.parallel import worker_count
@@ -47,14 +47,40 @@ def sample_annotations(root: Path, catalog, images: int, size, seed: int = 0) ->
     return [a.to_json() for a in collection.valid]
 
 
+def azaion_transform(settings: AugmentSettings, seed: int):
+    """Azaion's Compose as Azaion writes it: stock albumentations, in AZAION_FORMAT.md's order."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.6),
+            A.RandomBrightnessContrast(p=0.4),
+            A.Affine(scale=(0.8, 1.2), rotate=(-35, 35), shear=(-10, 10), p=0.8),
+            A.MotionBlur(p=0.1),
+            A.HueSaturationValue(p=0.4),
+        ],
+        bbox_params=A.BboxParams(
+            format="yolo",
+            label_fields=["class_ids"],
+            clip=True,
+            min_visibility=settings.min_visibility,
+        ),
+        seed=seed,
+    )
+
+
 def azaion_reference(annotations: list[dict], output: Path, variants: int) -> None:
-    """Azaion's augmentation loop: per image read, N variants, write all (threads)."""
+    """Azaion's augmentation loop: per image read, N variants, write all (threads).
+
+    cv2.imwrite's default JPEG quality is 95, the same as ``AugmentSettings.jpeg_quality``.
+    """
     import cv2
     import numpy as np
 
     (output / "images").mkdir(parents=True)
     (output / "labels").mkdir(parents=True)
-    transform = build_transform(AugmentSettings(variants=variants), seed=0)
+    transform = azaion_transform(AugmentSettings(variants=variants), seed=0)
 
     def augment(annotation: dict) -> None:
         image = cv2.imread(annotation["image"])
