@@ -59,7 +59,7 @@ class TrainingRequest(BaseModel):
     workers: int = 8
     device: str = "auto"
     plots: bool = True
-    hyperparameters: dict[str, float] = {}
+    hyperparameters: dict[str, float | str] = {}  # ultralytics train arguments
 
     def recipe(self) -> dict[str, Any]:
         """What decides the weights (lineage, resume key). Device, workers, cache and plots

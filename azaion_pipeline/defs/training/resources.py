@@ -36,6 +36,13 @@ class TrainingConfig(dg.Config):
     hyperparameters: dict[str, float] = Field(
         default={}, description="Extra ultralytics train arguments (lr0, mosaic, nbs ...)."
     )
+    optimizer: str = Field(
+        default="auto",
+        description=(
+            "ultralytics optimizer. auto ignores lr0 and, below 10k iterations, picks AdamW at "
+            "0.01/(4+nc) ≈ 1.2e-4 for nc=80; name one (SGD, AdamW ...) for lr0 to apply."
+        ),
+    )
 
 
 class GateConfig(dg.Config):
@@ -87,7 +94,11 @@ class YoloTrainer(dg.ConfigurableResource):
             workers=self.workers if config.workers is None else config.workers,
             device=self.device,
             plots=config.plots,
-            hyperparameters=config.hyperparameters,
+            # auto stays out of the recipe, so run keys from before this option are unchanged
+            hyperparameters={
+                **config.hyperparameters,
+                **({"optimizer": config.optimizer} if config.optimizer != "auto" else {}),
+            },
         )
 
     def worker_command(self) -> list[str]:
