@@ -4,8 +4,10 @@ import zipfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from azaion_pipeline.defs.export.assets import (
     coreml_model,
@@ -25,15 +27,23 @@ def check_metadata(result) -> tuple[bool, dict]:
     return evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()}
 
 
-@pytest.fixture(scope="session")
-def onnx_export(tmp_path_factory, trained) -> tuple[dict, bool, dict]:
+def export_onnx(root: Path, trained: dict) -> tuple[dict, bool, dict]:
     """onnx_model metadata plus the parity check's verdict, from one real export."""
-    root = tmp_path_factory.mktemp("azaion-onnx")
     instance = seeded_instance(trained_model=trained)
     result = dg.materialize(
         [onnx_model, onnx_matches_pytorch], instance=instance, resources=training_resources(root)
     )
     return latest_metadata(instance, "onnx_model"), *check_metadata(result)
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory, trained) -> tuple[dict, bool, dict]:
+    return export_onnx(tmp_path_factory.mktemp("azaion-onnx"), trained)
+
+
+@pytest.fixture(scope="session")
+def learned_onnx(tmp_path_factory, learned) -> tuple[dict, bool, dict]:
+    return export_onnx(tmp_path_factory.mktemp("azaion-learned-onnx"), learned)
 
 
 def run_parity(tmp_path: Path, trained: dict, exported: dict) -> tuple[bool, dict]:
@@ -94,6 +104,51 @@ def test_parity_fails_on_an_onnx_with_other_class_names(tmp_path, trained, onnx_
     passed, parity = run_parity(tmp_path, trained, {**exported, "path": str(wrong)})
     assert not passed
     assert "class names" in parity["reason"]
+
+
+@pytest.mark.slow
+def test_parity_compares_the_boxes_of_a_model_that_detects(learned_onnx, learned):
+    exported, passed, parity = learned_onnx
+    assert passed, parity["reason"]
+    assert exported["imgsz"] == learned["imgsz"]
+    assert parity["pytorch_boxes"] > 0 and parity["onnx_boxes"] > 0  # boxes were compared
+    assert parity["matched_fraction"] >= 0.95 and parity["mean_matched_iou"] >= 0.9
+    assert parity["pytorch_map50_95"] > 0.05  # a real score, not two zeros agreeing
+    assert abs(parity["pytorch_map50_95"] - parity["onnx_map50_95"]) <= 0.01
+    assert "not exercised" not in parity["reason"]
+
+
+def perturb_kernels(source: Path, target: Path) -> int:
+    """Noise at each kernel's own spread on every conv kernel: a file that loads and runs but
+    computes something else. (Noise on the single largest kernel alone moved only ~6% of the
+    boxes, just past the 95% matched threshold, so this test uses a clear corruption.)"""
+    model = onnx.load(str(source))
+    rng = np.random.default_rng(0)
+    kernels = [t for t in model.graph.initializer if len(t.dims) == 4]
+    for tensor in kernels:
+        weights = numpy_helper.to_array(tensor)
+        noisy = weights + rng.normal(0.0, weights.std(), weights.shape)
+        tensor.CopyFrom(numpy_helper.from_array(noisy.astype(weights.dtype), tensor.name))
+    onnx.save(model, str(target))
+    return len(kernels)
+
+
+@pytest.mark.slow
+def test_parity_fails_on_an_onnx_with_corrupted_weights(tmp_path, learned, learned_onnx):
+    exported = learned_onnx[0]
+    corrupted = tmp_path / "corrupted.onnx"
+    assert perturb_kernels(Path(exported["path"]), corrupted) > 10
+    passed, parity = run_parity(tmp_path, learned, {**exported, "path": str(corrupted)})
+    assert not passed
+    assert "boxes have a same-class partner" in parity["reason"]  # it ran, and disagreed
+
+
+@pytest.mark.slow
+def test_parity_fails_on_the_export_of_another_model(tmp_path, learned, weak, learned_onnx):
+    other = export_onnx(tmp_path / "weak", weak)[0]  # same classes and size, other weights
+    passed, parity = run_parity(tmp_path, learned, {**learned_onnx[0], "path": other["path"]})
+    assert not passed
+    assert "boxes have a same-class partner" in parity["reason"]
 
 
 @pytest.mark.slow

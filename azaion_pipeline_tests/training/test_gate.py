@@ -86,6 +86,27 @@ def test_failing_gate_stops_exports_and_keeps_the_champion(tmp_path, dataset, tr
     assert read_champion(AzaionLayout.under(tmp_path)).weights_sha256 == champion.weights_sha256
 
 
+@pytest.mark.slow
+def test_gate_fails_a_worse_candidate_against_a_better_champion(tmp_path, learned, weak):
+    promote(tmp_path, learned)
+    evaluation = run_gate(tmp_path, weak, tolerance=0.01, floor=0.0)
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert not evaluation.passed
+    assert "below champion" in metadata["reason"]
+    assert metadata["champion_map50_95"] > metadata["candidate_map50_95"] + 0.01
+    assert metadata["champion_model_version"] == learned["model_version"]
+
+
+@pytest.mark.slow
+def test_gate_passes_a_better_candidate_against_a_worse_champion(tmp_path, learned, weak):
+    promote(tmp_path, weak)
+    evaluation = run_gate(tmp_path, learned, tolerance=0.01, floor=0.05)
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert evaluation.passed, metadata["reason"]
+    assert metadata["candidate_map50_95"] > metadata["champion_map50_95"] + 0.01
+    assert metadata["candidate_map50_95"] >= 0.05  # cleared a real floor, not 0 ≥ 0
+
+
 def metrics(score: float) -> SplitMetrics:
     return SplitMetrics("test", 4, 0.5, 0.5, score, score)
 

@@ -54,6 +54,14 @@ def test_training_streams_epochs_and_stores_weights_by_content(training_run, dat
 
 
 @pytest.mark.slow
+def test_learned_recipe_detects_through_the_pipeline(learned, learnable_dataset):
+    recipe = json.loads(learned["training_config"])
+    assert recipe["hyperparameters"]["optimizer"] == "AdamW"  # the config field reached ultralytics
+    assert learned["test_images"] == learnable_dataset["test_images"]
+    assert learned["test_map50"] > 0.3 and learned["test_map50_95"] > 0.05
+
+
+@pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint(tmp_path, dataset):
     run_root = tmp_path / "models" / "runs"
     killed = {}
