@@ -218,16 +218,23 @@ def resumable_checkpoint(root: Path) -> Path | None:
     return last if last.is_file() else None
 
 
-def epochs_done(run_dir: Path) -> int:
-    """Epochs recorded in an attempt's results.csv (ultralytics appends one row per epoch)."""
-    return len(read_results_csv(run_dir / "results.csv"))
+def checkpoint_epochs(checkpoint: Path) -> int:
+    """Epochs completed in a checkpoint. The checkpoint, not results.csv, says where a resume
+    starts: a kill between ultralytics writing the csv row and saving last.pt leaves the csv
+    one epoch ahead."""
+    import torch
+
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
 
 
 def read_results_csv(path: Path) -> list[dict[str, float]]:
+    """One row per epoch. A resumed attempt re-trains the epochs after its checkpoint and
+    ultralytics appends them again; the later row is the one that counts."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
 
 
 def _next_attempt(root: Path) -> Path:
@@ -280,7 +287,7 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
     run_dir = last.parents[1] if last else _next_attempt(root)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / WORKER_PID).write_text(str(os.getpid()))
-    first_epoch = epochs_done(run_dir) + 1 if last else 1
+    first_epoch = checkpoint_epochs(last) + 1 if last else 1
     # speed-only settings: ultralytics lets a resumed run change exactly these
     speed = {
         "device": device,
@@ -453,7 +460,7 @@ def describe_failure(request: TrainingRequest, error: Exception) -> str:
     if last is None:
         follow_up = "no checkpoint was saved, so the next run starts from epoch 1"
     else:
-        done = epochs_done(last.parents[1])
+        done = checkpoint_epochs(last)
         follow_up = (
             f"its checkpoint after epoch {done} is kept at {last}; the next run with the same "
             f"dataset version and config resumes from epoch {done + 1}"
