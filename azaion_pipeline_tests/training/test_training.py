@@ -41,6 +41,7 @@ def test_training_streams_epochs_and_stores_weights_by_content(training_run, dat
     assert metadata["dataset_version"] == dataset["dataset_version"]
     recipe = json.loads(metadata["training_config"])
     assert recipe["model"] == "yolo11n.yaml" and recipe["epochs"] == 1 and recipe["imgsz"] == 128
+    assert "optimizer" not in recipe["hyperparameters"]  # auto: run keys as before the field
     lineage = json.loads((weights.parent / "lineage.json").read_text())
     assert lineage["dataset_version"] == dataset["dataset_version"]
     assert lineage["recipe"] == recipe
