@@ -5,7 +5,7 @@ test that needs it; each test seeds its own Dagster instance with a runless mate
 that points at it (the contract's way to seed upstream assets).
 
 - ``trained``: 1 epoch on the default (hard) sample data: fast, but scores 0 mAP.
-- ``learned``: ``LEARNED_RECIPE`` on ``LEARNABLE`` sample data: real detections (test mAP50
+- ``learned``: ``LEARNABLE_TRAINING`` on ``LEARNABLE`` sample data: real detections (test mAP50
   around 0.5 after ~35 s of CPU), so box agreement and the gate's comparison are exercised.
 - ``weak``: the same data and recipe for 1 epoch: the worse model next to ``learned``.
 """
@@ -26,7 +26,12 @@ from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.assets import trained_model
 from azaion_pipeline.defs.training.resources import YoloTrainer
 from azaion_pipeline.lib.layout import AzaionLayout
-from azaion_pipeline.lib.sample_data import LEARNABLE, SampleStyle, generate_sample_data
+from azaion_pipeline.lib.sample_data import (
+    LEARNABLE,
+    LEARNABLE_TRAINING,
+    SampleStyle,
+    generate_sample_data,
+)
 
 os.environ["YOLO_OFFLINE"] = "1"
 
@@ -40,20 +45,7 @@ TINY_TRAINING = {
 }
 
 
-# Found by trial on this CPU (~35 s of training): optimizer auto would pick AdamW at lr
-# 1.2e-4 for nc=80, which leaves mAP at 0 for dozens of epochs. AdamW at 5e-3 without warmup
-# or mosaic (mosaic shrinks 64 px shapes to specks), with the class loss doubled (the 80-way
-# head starts near zero confidence), detects after ~12 epochs of 4-image batches; 20 epochs
-# give test mAP50 ~0.5. cls 4.0 or 30 epochs without it did worse or cost more.
-LEARNED_RECIPE = {
-    "epochs": 20,
-    "imgsz": 64,
-    "batch": 4,
-    "plots": False,
-    "save_period": -1,
-    "optimizer": "AdamW",
-    "hyperparameters": {"lr0": 0.005, "warmup_epochs": 0, "mosaic": 0.0, "cls": 2.0},
-}
+LEARNED_RECIPE = {**LEARNABLE_TRAINING, "plots": False, "save_period": -1}
 
 
 def tiny_run_config(**overrides: Any) -> dict:
