@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from azaion_pipeline.lib.annotations import collect_annotations
-from azaion_pipeline.lib.augment import AugmentSettings, augment_dataset
+from azaion_pipeline.lib.augment import AugmentSettings, augment_dataset, yolo_box_params
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.parallel import process_pool, worker_count
@@ -60,12 +60,7 @@ def azaion_transform(settings: AugmentSettings, seed: int):
             A.MotionBlur(p=0.1),
             A.HueSaturationValue(p=0.4),
         ],
-        bbox_params=A.BboxParams(
-            format="yolo",
-            label_fields=["class_ids"],
-            clip=True,
-            min_visibility=settings.min_visibility,
-        ),
+        bbox_params=yolo_box_params(settings),
         seed=seed,
     )
 

@@ -68,13 +68,20 @@ def build_transform(settings: AugmentSettings, seed: int):
             A.MotionBlur(p=0.1),
             LutHueSaturationValue(p=0.4),
         ],
-        bbox_params=A.BboxParams(
-            format="yolo",
-            label_fields=["class_ids"],
-            clip=True,
-            min_visibility=settings.min_visibility,
-        ),
+        bbox_params=yolo_box_params(settings),
         seed=seed,
+    )
+
+
+def yolo_box_params(settings: AugmentSettings):
+    """YOLO boxes clipped to the image; boxes left with too little of their area are dropped."""
+    import albumentations as A
+
+    return A.BboxParams(
+        format="yolo",
+        label_fields=["class_ids"],
+        clip=True,
+        min_visibility=settings.min_visibility,
     )
 
 
