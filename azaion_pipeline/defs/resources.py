@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
@@ -44,4 +45,7 @@ class AzaionStorage(dg.ConfigurableResource):
 
 @dg.definitions
 def shared_resources() -> dg.Definitions:
-    return dg.Definitions(resources={"storage": AzaionStorage.from_settings()})
+    storage = AzaionStorage.from_settings()
+    return dg.Definitions(
+        resources={"storage": storage, "io_manager": RecordIOManager(root_dir=storage.root_dir)}
+    )
