@@ -23,6 +23,8 @@ class UserRecord(BaseModel):
     salt: str
     password_hash: str
     roles: list[str] = Field(min_length=1)
+    # Bumped on every password change; tokens carry it, so older tokens stop working.
+    token_version: int = 0
 
 
 class UsersFile(BaseModel):
@@ -42,7 +44,10 @@ def _write_json(path: Path, payload: str) -> None:
 
 
 def add_user(users_file: Path, email: str, password: str, roles: list[str]) -> None:
-    """Create or replace a user; only the salt and the scrypt hash are stored."""
+    """Create or replace a user; only the salt and the scrypt hash are stored.
+
+    Replacing a user is a password change: every token issued before it is revoked.
+    """
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown role(s) {sorted(unknown)}; known: {', '.join(ROLES)}")
@@ -54,8 +59,12 @@ def add_user(users_file: Path, email: str, password: str, roles: list[str]) -> N
         else UsersFile()
     )
     salt = secrets.token_bytes(16)
+    previous = users.users.get(email)
     users.users[email] = UserRecord(
-        salt=salt.hex(), password_hash=hash_password(password, salt), roles=roles
+        salt=salt.hex(),
+        password_hash=hash_password(password, salt),
+        roles=roles,
+        token_version=previous.token_version + 1 if previous else 0,
     )
     _write_json(users_file, users.model_dump_json(indent=2))
 
