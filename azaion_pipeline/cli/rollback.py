@@ -1,23 +1,27 @@
-"""``azaion-pipeline rollback [--version V]``: point "current" back at an earlier published version.
+"""``azaion-pipeline rollback [--channel C] [--version V | --list]``: serve an earlier release again.
 
-Needs the CDN uploader keys (AZAION_CDN_UPLOADER_KEY/SECRET). Nothing is deleted; a later
-rollback (or publish) can move the pointer again.
+Signs NEW, higher-version TUF metadata for the channel whose targets are the earlier release's
+objects, so devices that already had the newer release accept it. Needs the CDN uploader keys and
+the AZAION_TUF_*_KEY signing keys. Nothing is deleted. Also the ``rollback`` job.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from azaion_pipeline.lib.channels import rollback_channel, served_version
 from azaion_pipeline.lib.client_env import ClientEnv
-from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, list_versions, read_pointer, rollback
+from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, list_versions
+from azaion_pipeline.lib.tuf_repo import CHANNELS, read_targets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "rollback", help="move the current-model pointer back", description=__doc__
+        "rollback", help="serve an earlier release on a channel", description=__doc__
     )
-    parser.add_argument("--version", help="target version (default: the one before current)")
-    parser.add_argument("--list", action="store_true", help="only list the published versions")
+    parser.add_argument("--channel", choices=CHANNELS, default="stable")
+    parser.add_argument("--version", help="target version (default: the one served before)")
+    parser.add_argument("--list", action="store_true", help="only list the complete releases")
     parser.add_argument("--model", default="azaion", help="model name (default azaion)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix (default models)")
     parser.set_defaults(handler=run)
@@ -27,10 +31,14 @@ def run(args: argparse.Namespace) -> int:
     env = ClientEnv()
     if args.list:
         store = env.download_store()
-        current = read_pointer(store, args.model, args.prefix)
+        served = {
+            channel: served_version(read_targets(store, args.model, channel, args.prefix))
+            for channel in CHANNELS
+        }
         for version in list_versions(store, args.model, args.prefix):
-            print(("* " if current and current.version == version else "  ") + version)
+            marks = ",".join(channel for channel, v in served.items() if v == version)
+            print(f"{version}  {marks}".rstrip())
         return 0
-    pointer = rollback(env.upload_store(), args.model, args.version, args.prefix)
-    print(f"{args.model}: current is now {pointer.version} (model {pointer.model_version})")
+    move = rollback_channel(env.tuf_repository(args.model, args.channel, args.prefix), args.version)
+    print(f"{args.model} {move.channel}: now {move.version} (was {move.previous})")
     return 0

@@ -22,13 +22,15 @@ import requests
 from azaion_pipeline.devserver.app import DevServerSettings, create_app
 from azaion_pipeline.devserver.server import serve_in_thread
 from azaion_pipeline.devserver.users import add_user
-from azaion_pipeline.lib.release_manifest import generate_signing_key
+from azaion_pipeline.lib.release_manifest import generate_signing_key, public_key_text
+from azaion_pipeline.lib.tuf_repo import KEY_ENV, generate_tuf_keys
 
 REGION = "us-east-1"
 UPLOADER_ACTIONS = [
     "s3:PutObject",
     "s3:GetObject",
     "s3:ListBucket",
+    "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "s3:ListBucketMultipartUploads",
     "s3:ListMultipartUploadParts",
@@ -122,7 +124,8 @@ def running(
     wrap_api: Callable | None = None,
     token_ttl_s: int = 3600,
 ) -> Iterator[dict[str, str]]:
-    """Yields environment variables: AZAION_API_*, AZAION_CDN_*, AZAION_MODEL_KEY, AZAION_SIGNING_KEY ...
+    """Yields environment variables: AZAION_API_*, AZAION_CDN_*, AZAION_MODEL_KEY, AZAION_SIGNING_KEY,
+    AZAION_TUF_* ...
 
     ``wrap_api`` wraps the API's ASGI app (tests inject faults with it).
     """
@@ -147,6 +150,7 @@ def running(
         api_url = stack.enter_context(serve_in_thread(wrap_api(app) if wrap_api else app))
         cdn_env = stack.enter_context(moto_s3(f"azaion-models-{secrets.token_hex(4)}"))
         signing_key, signing_public = generate_signing_key()
+        tuf_keys = generate_tuf_keys()
         yield {
             "AZAION_API_URL": api_url,
             "AZAION_API_EMAIL": pipeline_user[0],
@@ -155,6 +159,9 @@ def running(
             "AZAION_MODEL_KEY": secrets.token_urlsafe(32),
             "AZAION_SIGNING_KEY": signing_key,
             "AZAION_SIGNING_PUBLIC_KEY": signing_public,
+            **tuf_keys,
+            # What a device pins: the public half of the root key.
+            "AZAION_TUF_ROOT_PUBLIC_KEY": public_key_text(tuf_keys[KEY_ENV["root"]]),
             "AZAION_DEVSTACK_ADMIN_EMAIL": admin_user[0],
             "AZAION_DEVSTACK_ADMIN_PASSWORD": admin_user[1],
             "AZAION_DEVSTACK_STORAGE_DIR": str(storage_dir),

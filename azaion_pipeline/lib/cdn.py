@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import urllib3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,7 +27,20 @@ MIB = 1024 * 1024
 
 
 class CdnError(RuntimeError):
-    pass
+    """Names the object and the cause; ``status`` is the HTTP status when the server answered."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def _cause(exc: Exception) -> str:
+    """What went wrong, in words: botocore's retry summary alone says only that retries ran out."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {error.get('Code', '')} {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def s3_client(
@@ -95,7 +111,7 @@ class CdnStore:
     def upload_file(self, path: Path, key: str) -> str:
         try:
             self.client.upload_file(str(path), self.bucket, key, Config=self._transfer)
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
             aborted = self.abort_incomplete(key)
             raise CdnError(
                 f"upload of {path.name} to {self.uri(key)} failed ({exc}); "
@@ -108,7 +124,7 @@ class CdnStore:
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
-            raise CdnError(f"writing {self.uri(key)} failed: {exc}") from exc
+            raise CdnError(f"writing {self.uri(key)} failed: {_cause(exc)}") from exc
         self._verify(key, hashlib.md5(data, usedforsecurity=False).hexdigest())
         return self.uri(key)
 
@@ -116,13 +132,37 @@ class CdnStore:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (BotoCoreError, ClientError) as exc:
-            raise CdnError(f"reading {self.uri(key)} failed: {exc}") from exc
+            raise CdnError(f"reading {self.uri(key)} failed: {_cause(exc)}") from exc
 
-    def download_file(self, key: str, path: Path) -> None:
+    def stream(self, key: str, max_bytes: int, chunk_size: int = MIB) -> Iterator[bytes]:
+        """The object's bytes, never more than ``max_bytes`` + 1 of them (the one shows it is too long).
+
+        A ranged GET, so the server stops sending there: an oversized object is never fetched whole.
+        """
         try:
-            self.client.download_file(self.bucket, key, str(path), Config=self._transfer)
-        except (BotoCoreError, ClientError) as exc:
-            raise CdnError(f"downloading {self.uri(key)} failed: {exc}") from exc
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{max_bytes}"
+            )
+            yield from answer["Body"].iter_chunks(chunk_size)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise CdnError(f"reading {self.uri(key)} failed: {_cause(exc)}", status) from exc
+        except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise CdnError(f"reading {self.uri(key)} failed: {_cause(exc)}") from exc
+
+    def download_limited(self, key: str, path: Path, max_bytes: int) -> int:
+        """Write the object to ``path``; CdnError if it holds more than ``max_bytes``. Returns its size."""
+        size = 0
+        with open(path, "wb") as out:
+            for chunk in self.stream(key, max_bytes):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CdnError(
+                        f"{self.uri(key)} is longer than the {max_bytes} bytes it was signed with; "
+                        "stopped downloading"
+                    )
+                out.write(chunk)
+        return size
 
     def exists(self, key: str) -> bool:
         try:
@@ -131,9 +171,9 @@ class CdnStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise CdnError(f"checking {self.uri(key)} failed: {exc}") from exc
+            raise CdnError(f"checking {self.uri(key)} failed: {_cause(exc)}") from exc
         except BotoCoreError as exc:
-            raise CdnError(f"checking {self.uri(key)} failed: {exc}") from exc
+            raise CdnError(f"checking {self.uri(key)} failed: {_cause(exc)}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -144,7 +184,7 @@ class CdnStore:
                 for item in page.get("Contents", [])
             ]
         except (BotoCoreError, ClientError) as exc:
-            raise CdnError(f"listing {self.uri(prefix)} failed: {exc}") from exc
+            raise CdnError(f"listing {self.uri(prefix)} failed: {_cause(exc)}") from exc
 
     def incomplete_uploads(self, key: str) -> list[str]:
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
@@ -165,7 +205,7 @@ class CdnStore:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as exc:
-            raise CdnError(f"verifying {self.uri(key)} failed: {exc}") from exc
+            raise CdnError(f"verifying {self.uri(key)} failed: {_cause(exc)}") from exc
         stored = head["ETag"].strip('"')
         if stored != etag:
             raise CdnError(f"{self.uri(key)} holds different bytes: ETag {stored} != {etag}")

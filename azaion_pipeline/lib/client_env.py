@@ -5,11 +5,14 @@ The same variable names as the Dagster resources, so one environment serves both
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore, s3_client
+from azaion_pipeline.lib.tuf_repo import KEY_ENV, TufRepository, load_signers
 
 
 class ClientEnv(BaseSettings):
@@ -28,6 +31,13 @@ class ClientEnv(BaseSettings):
     cdn_downloader_secret: SecretStr = SecretStr("")
     model_key: SecretStr = SecretStr("")
     signing_public_key: str = ""
+    tuf_root_public_key: str = ""  # pinned on the device: the trust anchor of the TUF metadata
+    tuf_root_key: SecretStr = SecretStr("")
+    tuf_targets_key: SecretStr = SecretStr("")
+    tuf_snapshot_key: SecretStr = SecretStr("")
+    tuf_timestamp_key: SecretStr = SecretStr("")
+    # The device's trusted metadata and scratch space; it must survive reboots.
+    device_state_dir: Path = Path.home() / ".azaion-device"
 
     def require(self, *names: str) -> None:
         missing = [
@@ -64,3 +74,9 @@ class ClientEnv(BaseSettings):
 
     def upload_store(self) -> CdnStore:
         return self._store("uploader")
+
+    def tuf_repository(self, model_name: str, channel: str, prefix: str) -> TufRepository:
+        roles = [f"tuf_{role}_key" for role in KEY_ENV]
+        self.require(*roles)
+        keys = {role: getattr(self, f"tuf_{role}_key").get_secret_value() for role in KEY_ENV}
+        return TufRepository(self.upload_store(), model_name, channel, load_signers(keys), prefix)

@@ -1,27 +1,29 @@
-"""Publish and fetch orchestration: encrypt → split → ``.big`` to the CDN → ``.small`` to the API →
-signed manifest → move the "current" pointer, last; and the reverse, verifying before decrypting.
+"""Stage and fetch releases: encrypt → split → ``.big`` to the CDN → ``.small`` to the API → signed
+manifests → ``release.json``; and the reverse, verifying before decrypting.
 
-Object names are versioned and never overwritten, so a failure at any step leaves the previous
-release current, and a rollback is just a pointer move.
+Object names are versioned and never overwritten. A staged release is served by nobody until a
+channel's TUF metadata points at it (``channels.py``), which happens only after its round trip.
 
 CDN keys:  {prefix}/{model}/{version}/{file}.big | .manifest.json | .manifest.sig,
            {prefix}/{model}/{version}/signing.pub | release.json (written once the version is complete),
-           {prefix}/{model}/current.json (the pointer)
+           {prefix}/{model}/tuf/{channel}/... (the channels' TUF metadata, see tuf_repo.py)
 API files: folder {prefix}/{model}/{version}, name {file}.small
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore
@@ -39,19 +41,21 @@ from azaion_pipeline.lib.release_manifest import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "models"
-POINTER = "current.json"
 # Written after every part of a version is up: versions without it are partial, never current.
 RELEASE_RECORD = "release.json"
 SIGNING_PUB = "signing.pub"
 MANIFEST_SUFFIX = ".manifest.json"
 SIGNATURE_SUFFIX = ".manifest.sig"
+WORKDIR_MARK = ".fetch-"  # .{out name}.fetch-XXXX: the temporary folder of one fetch
 
 
 class IntegrityError(RuntimeError):
     """What was downloaded is not what was published: nothing was written."""
 
 
-class Pointer(BaseModel):
+class ReleaseRecord(BaseModel):
+    """release.json: what one complete version holds."""
+
     model_name: str
     version: str
     model_version: str
@@ -75,9 +79,9 @@ class PublishedArtifact:
 
 
 @dataclass(frozen=True)
-class Release:
-    version: str
-    pointer_uri: str
+class StagedRelease:
+    names: ReleaseNames
+    record: ReleaseRecord
     artifacts: list[PublishedArtifact]
 
 
@@ -105,9 +109,9 @@ class ReleaseNames:
     def signature(self, file_name: str) -> str:
         return f"{self.folder}/{file_name}{SIGNATURE_SUFFIX}"
 
-
-def pointer_key(model_name: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/{model_name}/{POINTER}"
+    @property
+    def record(self) -> str:
+        return f"{self.folder}/{RELEASE_RECORD}"
 
 
 def new_version(model_version: str, now: datetime | None = None) -> str:
@@ -116,7 +120,7 @@ def new_version(model_version: str, now: datetime | None = None) -> str:
     return f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '_', model_version)[:24]}"
 
 
-def publish_release(
+def stage_release(
     api: AzaionApiClient,
     cdn: CdnStore,
     artifacts: list[Artifact],
@@ -130,7 +134,7 @@ def publish_release(
     workdir: Path,
     prefix: str = DEFAULT_PREFIX,
     small_size_kb: int = SMALL_SIZE_KB,
-) -> Release:
+) -> StagedRelease:
     if not artifacts:
         raise ValueError("nothing to publish: no artifacts given")
     names = ReleaseNames(model_name, new_version(model_version), prefix)
@@ -169,26 +173,14 @@ def publish_release(
         published.append(PublishedArtifact(manifest, big_uri, small_uri, manifest_uri))
         small_path.unlink()
         big_path.unlink()
-    pointer = Pointer(
+    record = ReleaseRecord(
         model_name=model_name,
         version=names.version,
         model_version=model_version,
         files=[a.file_name for a in artifacts],
     )
-    cdn.put_bytes(f"{names.folder}/{RELEASE_RECORD}", pointer.model_dump_json().encode())
-    # The pointer moves last: until this single PUT lands, clients keep the previous release.
-    pointer_uri = cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
-    return Release(names.version, pointer_uri, published)
-
-
-def read_pointer(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> Pointer | None:
-    key = pointer_key(model_name, prefix)
-    if not cdn.exists(key):
-        return None
-    try:
-        return Pointer.model_validate_json(cdn.get_bytes(key))
-    except ValidationError as exc:
-        raise IntegrityError(f"{cdn.uri(key)} is not a valid pointer: {exc}") from exc
+    cdn.put_bytes(names.record, record.model_dump_json().encode())
+    return StagedRelease(names, record, published)
 
 
 def list_versions(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -201,31 +193,64 @@ def list_versions(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) 
     )
 
 
-def rollback(
-    cdn: CdnStore, model_name: str, version: str | None = None, prefix: str = DEFAULT_PREFIX
-) -> Pointer:
-    """Point "current" at ``version`` (default: the complete release before the current one)."""
-    current = read_pointer(cdn, model_name, prefix)
-    versions = list_versions(cdn, model_name, prefix)
-    if version is None:
-        if current is None or current.version not in versions:
-            raise ValueError(f"no current release of {model_name} to roll back from")
-        earlier = versions[: versions.index(current.version)]
-        if not earlier:
-            raise ValueError(
-                f"{current.version} is the first release of {model_name}; nothing earlier"
-            )
-        version = earlier[-1]
-    if version not in versions:
-        raise ValueError(
-            f"{model_name} has no complete release {version!r} (known: {', '.join(versions)})"
-        )
-    record = cdn.get_bytes(f"{ReleaseNames(model_name, version, prefix).folder}/{RELEASE_RECORD}")
-    pointer = Pointer.model_validate_json(record).model_copy(
-        update={"updated_at": datetime.now(UTC).isoformat()}
+def fetch_workdir(out: Path) -> tempfile.TemporaryDirectory:
+    """A private folder beside ``out`` (same filesystem, so the final rename is atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}{WORKDIR_MARK}")
+
+
+def remove_stale_workdirs(out: Path) -> list[Path]:
+    """Folders a killed fetch of ``out`` left behind (callers hold the device lock)."""
+    stale = sorted(out.parent.glob(f".{glob.escape(out.name)}{WORKDIR_MARK}*"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+def checked_manifest(
+    data: bytes, signature: bytes, public_key: str, names: ReleaseNames, file_name: str
+) -> ArtifactManifest:
+    """The manifest, once its signature verifies and it describes exactly this file of this release."""
+    try:
+        manifest = verify_manifest(data, signature, public_key)
+    except ManifestError as exc:
+        raise IntegrityError(f"{file_name} {names.version}: {exc}") from exc
+    if (manifest.model_name, manifest.version, manifest.file_name) != (
+        names.model_name,
+        names.version,
+        file_name,
+    ):
+        raise IntegrityError(f"manifest at {names.manifest(file_name)} describes another artifact")
+    return manifest
+
+
+def assemble_model(
+    api: AzaionApiClient,
+    names: ReleaseNames,
+    manifest: ArtifactManifest,
+    big_path: Path,
+    out: Path,
+    model_secret: str,
+    hardware: str | None = None,
+) -> None:
+    """``.small`` from the API + the downloaded ``.big``: check both, decrypt, check, rename to ``out``."""
+    file_name = manifest.file_name
+    small = api.load_bytes(names.folder, names.small(file_name), hardware)
+    _check("small part", len(small), hashlib.sha256(small).hexdigest(), manifest.small)
+    _check("big part", big_path.stat().st_size, sha256_file(big_path), manifest.big)
+    plain_path = big_path.with_name(f"{big_path.name}.plain")
+    with open(big_path, "rb") as big, open(plain_path, "wb") as plain:
+        try:
+            decrypt_stream(JoinedReader(small, big), plain, model_key_string(model_secret))
+        except DecryptionError as exc:
+            raise IntegrityError(f"{file_name}: {exc} (is AZAION_MODEL_KEY right?)") from exc
+    _check(
+        "decrypted model (is AZAION_MODEL_KEY right?)",
+        plain_path.stat().st_size,
+        sha256_file(plain_path),
+        manifest.plaintext,
     )
-    cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
-    return pointer
+    os.replace(plain_path, out)
 
 
 def fetch_artifact(
@@ -237,56 +262,28 @@ def fetch_artifact(
     out: Path,
     model_secret: str,
     public_key: str,
-    version: str | None = None,
+    version: str,
     hardware: str | None = None,
     prefix: str = DEFAULT_PREFIX,
 ) -> ArtifactManifest:
-    """Download both parts, verify signature and hashes, then decrypt to ``out`` atomically.
+    """One named version straight from the stores, as the publisher checks a staged release.
 
-    Raises IntegrityError (or the store's error) and leaves ``out`` untouched on any failure.
+    Devices go through their channel's TUF metadata instead (``edge_fetch.py``). Raises
+    IntegrityError (or the store's error) and leaves ``out`` untouched on any failure.
     """
-    if version is None:
-        pointer = read_pointer(cdn, model_name, prefix)
-        if pointer is None:
-            raise IntegrityError(f"{model_name} has never been published (no {POINTER})")
-        version = pointer.version
     names = ReleaseNames(model_name, version, prefix)
-    try:
-        manifest = verify_manifest(
-            cdn.get_bytes(names.manifest(file_name)),
-            cdn.get_bytes(names.signature(file_name)),
-            public_key,
-        )
-    except ManifestError as exc:
-        raise IntegrityError(f"{file_name} {version}: {exc}") from exc
-    if (manifest.model_name, manifest.version, manifest.file_name) != (
-        model_name,
-        version,
+    manifest = checked_manifest(
+        cdn.get_bytes(names.manifest(file_name)),
+        cdn.get_bytes(names.signature(file_name)),
+        public_key,
+        names,
         file_name,
-    ):
-        raise IntegrityError(f"manifest at {names.manifest(file_name)} describes another artifact")
-    small = api.load_bytes(names.folder, names.small(file_name), hardware)
-    _check("small part", len(small), hashlib.sha256(small).hexdigest(), manifest.small)
-
+    )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+    with fetch_workdir(out) as tmp:
         big_path = Path(tmp) / "part.big"
-        cdn.download_file(names.big(file_name), big_path)
-        _check("big part", big_path.stat().st_size, sha256_file(big_path), manifest.big)
-        plain_path = Path(tmp) / "model"
-        with open(big_path, "rb") as big, open(plain_path, "wb") as plain:
-            try:
-                decrypt_stream(JoinedReader(small, big), plain, model_key_string(model_secret))
-            except DecryptionError as exc:
-                raise IntegrityError(f"{file_name}: {exc} (is AZAION_MODEL_KEY right?)") from exc
-        _check(
-            "decrypted model (is AZAION_MODEL_KEY right?)",
-            plain_path.stat().st_size,
-            sha256_file(plain_path),
-            manifest.plaintext,
-        )
-        os.replace(plain_path, out)
+        cdn.download_limited(names.big(file_name), big_path, manifest.big.size)
+        assemble_model(api, names, manifest, big_path, out, model_secret, hardware)
     return manifest
 
 

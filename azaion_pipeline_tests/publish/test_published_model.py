@@ -14,15 +14,17 @@ from dagster_shared.serdes import serialize_value
 
 from azaion_pipeline.cli import main as cli
 from azaion_pipeline.defs.publish.assets import published_model, roundtrip_ok
-from azaion_pipeline.defs.publish.jobs import rollback_job
+from azaion_pipeline.defs.publish.jobs import promote_job, rollback_job
 from azaion_pipeline.defs.publish.resources import AzaionApi, publish_resource_defs
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.devserver.users import add_user
 from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.channels import served_version
 from azaion_pipeline.lib.crypto import api_key_string, model_key_string
-from azaion_pipeline.lib.distribution import list_versions, read_pointer
+from azaion_pipeline.lib.distribution import list_versions
 from azaion_pipeline.lib.hardware import hardware_string
 from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.tuf_repo import KEY_ENV, read_targets
 
 from .conftest import cdn_store
 from .independent_reader import load_model
@@ -99,6 +101,29 @@ def first_release(instance, exports, stack, tmp_path_factory):
     return result, root
 
 
+def served(env: dict[str, str], channel: str = "canary") -> str | None:
+    """The release a channel serves, as its TUF targets say."""
+    return served_version(read_targets(cdn_store(env, "downloader"), "azaion", channel, "models"))
+
+
+def fetch(out: Path, *extra: str) -> int:
+    """fetch-model on the canary channel, with a device state folder beside ``out``."""
+    state = out.parent.parent / f"{out.parent.name}-state"
+    return cli(
+        [
+            "fetch-model",
+            "azaion.onnx",
+            "--out",
+            str(out),
+            "--channel",
+            "canary",
+            "--state-dir",
+            str(state),
+            *extra,
+        ]
+    )
+
+
 def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
     [materialization] = result.asset_materializations_for_node("published_model")
     return {key: value.value for key, value in materialization.metadata.items()}
@@ -115,8 +140,7 @@ def test_publish_roundtrips_and_promotes(first_release, exports, stack):
     assert "1" in check.metadata["onnx_output_shape"].value
     champion = read_champion(AzaionStorage(root_dir=str(root)).layout())
     assert champion is not None and champion.model_version == "model-one"
-    pointer = read_pointer(cdn_store(stack, "downloader"), "azaion")
-    assert pointer is not None and pointer.version == meta["version"]
+    assert served(stack) == meta["version"] and meta["channel"] == "canary"
 
 
 def test_no_secret_in_event_log_or_metadata(first_release, instance, stack):
@@ -133,6 +157,7 @@ def test_no_secret_in_event_log_or_metadata(first_release, instance, stack):
             "AZAION_CDN_DOWNLOADER_SECRET",
             "AZAION_MODEL_KEY",
             "AZAION_SIGNING_KEY",
+            *KEY_ENV.values(),
         )
     }
     secrets_to_find["model key string"] = model_key_string(stack["AZAION_MODEL_KEY"])
@@ -178,7 +203,7 @@ def test_fetch_model_refuses_a_flipped_byte(
 ):
     meta = metadata_of(first_release[0])
     out = tmp_path / "edge" / "azaion.onnx"
-    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 0
+    assert fetch(out) == 0
     assert out.read_bytes() == exports["onnx"].read_bytes()
     out.unlink()
 
@@ -195,11 +220,14 @@ def test_fetch_model_refuses_a_flipped_byte(
         restore = lambda: uploader.put_bytes(key, original)  # noqa: E731
         uploader.put_bytes(key, _flip(original, len(original) // 2))
     try:
-        assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 1
+        assert fetch(out) == 1
     finally:
         restore()
     error = capsys.readouterr().err
-    assert "signature" in error if part == "manifest" else f"{part} part does not match" in error
+    if part == "small":
+        assert "small part does not match" in error
+    else:  # the TUF targets pin the CDN objects: the changed one is named
+        assert key.rsplit("/", 1)[1] in error and "does not match expected hash" in error
     assert list(out.parent.iterdir()) == [], "fetch-model left files behind"
 
 
@@ -207,17 +235,17 @@ def test_fetch_model_with_a_wrong_model_key_writes_nothing(
     first_release, stack_env, monkeypatch, tmp_path, capsys
 ):
     monkeypatch.setenv("AZAION_MODEL_KEY", "not-the-model-key")
-    out = tmp_path / "azaion.onnx"
-    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 1
+    out = tmp_path / "edge" / "azaion.onnx"
+    assert fetch(out) == 1
     assert "AZAION_MODEL_KEY" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert list(out.parent.iterdir()) == []
 
 
 def test_503_forever_fails_and_keeps_the_previous_release(
     first_release, instance, stack_env, injected
 ):
     downloader = cdn_store(stack_env, "downloader")
-    before, complete = read_pointer(downloader, "azaion"), list_versions(downloader, "azaion")
+    before, complete = served(stack_env), list_versions(downloader, "azaion")
     injected.fail("/resources/", 503)
     result = publish(instance, first_release[1], retries=2, backoff_s=0.01)
     assert not result.success
@@ -225,8 +253,8 @@ def test_503_forever_fails_and_keeps_the_previous_release(
     message = failure.step_failure_data.error.message + str(
         failure.step_failure_data.user_failure_data
     )
-    assert "HTTP 503" in message and f"{before.version} stays current" in message
-    assert read_pointer(downloader, "azaion") == before
+    assert "HTTP 503" in message and f"{before} stays current" in message
+    assert served(stack_env) == before
     # The .big of the failed attempt is on the CDN, but it is not a release one could roll back to.
     folders = {
         key.split("/")[2] for key in downloader.list_keys("models/azaion/") if key.count("/") == 3
@@ -235,22 +263,51 @@ def test_503_forever_fails_and_keeps_the_previous_release(
     assert list_versions(downloader, "azaion") == complete
 
 
-def test_second_release_then_rollback_job(
+def test_a_release_whose_round_trip_fails_never_becomes_current(
+    first_release, instance, stack_env, injected
+):
+    before = served(stack_env)
+    complete = set(list_versions(cdn_store(stack_env, "downloader"), "azaion"))
+    injected.fail("/resources/get/", 503)  # uploads work; loading the staged release back fails
+    result = publish(instance, first_release[1], retries=1, backoff_s=0.01)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.user_failure_data)
+    assert "did not load back" in message and "canary channel did not move" in message
+    # The staged release is complete on the CDN, yet no channel serves it.
+    staged = set(list_versions(cdn_store(stack_env, "downloader"), "azaion")) - complete
+    assert len(staged) == 1 and served(stack_env) == before != staged.pop()
+
+
+def test_second_release_rollback_and_promotion(
     first_release, instance, exports, stack_env, tmp_path, capsys
 ):
-    first = read_pointer(cdn_store(stack_env, "downloader"), "azaion")
+    first = served(stack_env)
+    out = tmp_path / "edge" / "azaion.onnx"
     seed_upstream(instance, exports, "model-two")
     second = publish(instance, first_release[1])
     assert second.success
-    assert read_pointer(cdn_store(stack_env, "downloader"), "azaion").model_version == "model-two"
+    second_version = metadata_of(second)["version"]
+    assert served(stack_env) == second_version
+    assert fetch(out) == 0 and second_version in capsys.readouterr().out
+
     rolled = rollback_job.execute_in_process(
-        instance=instance, resources={"azaion_cdn": publish_resource_defs()["azaion_cdn"]}
+        instance=instance,
+        resources=publish_resource_defs(),
+        run_config={"ops": {"roll_channel_back": {"config": {"channel": "canary"}}}},
     )
     assert rolled.success
-    assert read_pointer(cdn_store(stack_env, "downloader"), "azaion").version == first.version
+    assert served(stack_env) == first
+    # The device that had the second release accepts the rollback: it is newer metadata.
+    assert fetch(out) == 0 and f"canary {first}" in capsys.readouterr().out
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(exports["onnx"])
+
+    assert served(stack_env, "stable") is None
+    assert promote_job.execute_in_process(
+        instance=instance, resources=publish_resource_defs()
+    ).success
+    assert served(stack_env, "stable") == first
     assert cli(["rollback", "--list"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert f"* {first.version}" in listing and len(listing) == 2  # failed attempts are not listed
-    out = tmp_path / "azaion.onnx"
-    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 0
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == sha256_file(exports["onnx"])
+    # Failed attempts are not releases; the marks say which channel serves which.
+    assert f"{first}  canary,stable" in listing and f"{second_version}" in listing

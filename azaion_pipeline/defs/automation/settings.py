@@ -15,6 +15,10 @@ class AutomationSettings(BaseSettings):
 
     retrain_cron: str = Field(default="0 2 * * *", description="When retrain_schedule ticks.")
     retrain_timezone: str = Field(default="UTC", description="Time zone of retrain_cron.")
+    tuf_refresh_cron: str = Field(
+        default="0 3 * * *",
+        description="When the TUF timestamps are re-signed; daily stays far inside their expiry.",
+    )
     sensor_interval_seconds: int = Field(
         default=30, description="Seconds between looks at the landing zone."
     )

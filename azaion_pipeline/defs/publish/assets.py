@@ -1,23 +1,32 @@
-"""published_model: encrypt, split and upload every available export; roundtrip_ok loads it back."""
+"""published_model: stage every available export, round-trip it, then point a channel at it.
+
+roundtrip_ok loads the release back again afterwards, as a post-check.
+"""
 
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from azaion_pipeline.defs.lineage import upstream_metadata
-from azaion_pipeline.defs.publish.resources import AzaionApi, AzaionCdn, PublishKeys
+from azaion_pipeline.defs.publish.resources import (
+    AzaionApi,
+    AzaionCdn,
+    PublishKeys,
+    ReleaseMetadata,
+)
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.api_client import ApiError
-from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.champion import promote_champion
-from azaion_pipeline.lib.distribution import Artifact, IntegrityError, read_pointer
+from azaion_pipeline.lib.channels import served_version
+from azaion_pipeline.lib.distribution import Artifact
 from azaion_pipeline.lib.hashing import sha256_text
-from azaion_pipeline.lib.release_manifest import ManifestError
+from azaion_pipeline.lib.release_flow import TRANSFER_ERRORS, publish_verified
 from azaion_pipeline.lib.roundtrip import verify_release
+from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError, metadata_prefix
 
-PUBLISH_ERRORS = (ApiError, CdnError, IntegrityError, ManifestError, OSError, ValueError)
+PUBLISH_ERRORS = (*TRANSFER_ERRORS, TufError, ValueError)
 # Export asset → (format label, the file name clients ask for). TensorRT keeps its GPU-specific name.
 EXPORTS = {
     "onnx_model": ("onnx", "azaion.onnx"),
@@ -30,6 +39,11 @@ class PublishConfig(dg.Config):
     model_name: str = "azaion"
     prefix: str = "models"
     small_size_kb: int = 3
+    channel: str = Field(
+        "canary",
+        description=f"the channel ({', '.join(CHANNELS)}) that serves the release once its "
+        "round trip passed",
+    )
 
 
 def _latest(context, asset_key: str) -> dict[str, Any] | None:
@@ -60,7 +74,8 @@ def _exports(context: dg.AssetExecutionContext, model_version: str) -> list[Arti
     deps=["trained_model", "onnx_model", "coreml_model"],
     description=(
         "Every available export of the trained model, encrypted Azaion-style, split into .small "
-        "(API) and .big (CDN), with a signed manifest; the 'current' pointer moves last."
+        "(API) and .big (CDN) with signed manifests; loaded back like an edge device, and only "
+        "then served on a channel through new TUF metadata."
     ),
 )
 def published_model(
@@ -69,6 +84,7 @@ def published_model(
     azaion_api: AzaionApi,
     azaion_cdn: AzaionCdn,
     publish_keys: PublishKeys,
+    release_metadata: ReleaseMetadata,
     storage: AzaionStorage,
 ) -> dg.MaterializeResult:
     trained = upstream_metadata(context, "trained_model")
@@ -79,30 +95,41 @@ def published_model(
             f"trained_model is {trained['model_version']}: materialize onnx_model first."
         )
     artifacts = _exports(context, trained["model_version"])
+    imgsz = int(onnx.get("imgsz", 640))
     previous = None
     try:
-        previous = read_pointer(azaion_cdn.upload_store(), config.model_name, config.prefix)
+        repo = release_metadata.repository(
+            azaion_cdn, config.model_name, config.channel, config.prefix
+        )
+        current = repo.targets()
+        previous = served_version(current.signed if current else None)
         with tempfile.TemporaryDirectory(prefix="azaion-publish-") as workdir:
-            release = azaion_api.upload_big_small(
-                azaion_cdn,
-                publish_keys,
+            release = publish_verified(
+                azaion_api.client(),
+                azaion_cdn.upload_store(),
+                azaion_cdn.download_store(),
+                repo,
                 artifacts,
-                Path(workdir),
+                signing_key=publish_keys.signing_key,
+                model_secret=publish_keys.model_key,
+                imgsz=imgsz,
+                image=_sample_image(context),
                 model_name=config.model_name,
                 model_version=trained["model_version"],
                 dataset_version=trained.get("dataset_version"),
                 metrics={"test_map50_95": float(trained.get("test_map50_95", 0.0))},
+                workdir=Path(workdir),
                 prefix=config.prefix,
                 small_size_kb=config.small_size_kb,
             )
     except PUBLISH_ERRORS as exc:
-        kept = previous.version if previous else "no release"
+        kept = previous or "no release"
         raise dg.Failure(
             description=f"publishing model {trained['model_version']} failed: {exc}. "
-            f"The pointer did not move; {kept} stays current."
+            f"The {config.channel} channel did not move; {kept} stays current."
         ) from exc
 
-    # Only now, with the pointer moved, is this model the one edge devices load.
+    # Only now, with the channel serving it, is this model the one edge devices load.
     promote_champion(
         storage.layout(),
         Path(trained["weights_path"]),
@@ -111,18 +138,23 @@ def published_model(
         dataset_version=trained.get("dataset_version"),
         metrics={"test_map50_95": trained.get("test_map50_95", 0.0)},
     )
+    staged = release.staged
     metadata: dict[str, Any] = {
-        "version": release.version,
+        "version": staged.names.version,
+        "channel": config.channel,
+        "targets_version": release.move.targets_version,
+        "tuf_metadata_uri": repo.cdn.uri(
+            metadata_prefix(config.model_name, config.channel, config.prefix)
+        ),
         "model_name": config.model_name,
         "prefix": config.prefix,
         "model_version": trained["model_version"],
         "dataset_version": str(trained.get("dataset_version")),
-        "previous_version": previous.version if previous else "",
-        "pointer_uri": release.pointer_uri,
-        "formats": ",".join(a.manifest.format for a in release.artifacts),
-        "imgsz": int(onnx.get("imgsz", 640)),
+        "previous_version": previous or "",
+        "formats": ",".join(a.manifest.format for a in staged.artifacts),
+        "imgsz": imgsz,
     }
-    for item in release.artifacts:
+    for item in staged.artifacts:
         m, fmt = item.manifest, item.manifest.format
         metadata |= {
             f"{fmt}_file_name": m.file_name,
@@ -137,7 +169,7 @@ def published_model(
             f"{fmt}_manifest_uri": item.manifest_uri,
         }
     hashes = sorted(
-        f"{a.manifest.file_name}:{a.manifest.plaintext.sha256}" for a in release.artifacts
+        f"{a.manifest.file_name}:{a.manifest.plaintext.sha256}" for a in staged.artifacts
     )
     return dg.MaterializeResult(
         metadata=metadata, data_version=dg.DataVersion(sha256_text(hashes)[:16])
@@ -158,8 +190,9 @@ def _sample_image(context) -> Path | None:
 @dg.asset_check(
     asset=published_model,
     description=(
-        "Loads the release back like an edge device (downloader keys, hardware-bound .small), "
-        "verifies signature and hashes, decrypts, compares with the exports, runs the ONNX once."
+        "Post-check: loads the published release back like an edge device (downloader keys, "
+        "hardware-bound .small), verifies signature and hashes, decrypts, compares with the "
+        "exports, runs the ONNX once. A transfer error fails the check; it never crashes."
     ),
 )
 def roundtrip_ok(

@@ -1,32 +1,100 @@
-"""rollback: point "current" back at an earlier published version (the CLI does the same)."""
+"""Release jobs: rollback and promotion (each signs new TUF metadata), and the timestamp refresh schedule."""
 
 import dagster as dg
+from pydantic import Field
 
-from azaion_pipeline.defs.publish.resources import AzaionCdn
-from azaion_pipeline.lib.distribution import rollback as move_pointer
+from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseMetadata
+from azaion_pipeline.lib.channels import promote, rollback_channel
+from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError
 
 
-class RollbackConfig(dg.Config):
+class ReleaseConfig(dg.Config):
     model_name: str = "azaion"
-    version: str = ""  # empty: the release before the current one
     prefix: str = "models"
 
 
-@dg.op(description="Moves the 'current' pointer to an earlier, already published version.")
-def move_current_pointer(
-    context: dg.OpExecutionContext, config: RollbackConfig, azaion_cdn: AzaionCdn
+class RollbackConfig(ReleaseConfig):
+    channel: str = Field("stable", description=f"one of {', '.join(CHANNELS)}")
+    version: str = Field("", description="a release the channel served; empty: the one before")
+
+
+@dg.op(
+    description="Serves an earlier release on the channel again, as NEW, higher-version TUF "
+    "metadata: devices that already had the newer release accept it."
+)
+def roll_channel_back(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    azaion_cdn: AzaionCdn,
+    release_metadata: ReleaseMetadata,
 ) -> None:
-    pointer = move_pointer(
-        azaion_cdn.upload_store(), config.model_name, config.version or None, config.prefix
-    )
+    repo = release_metadata.repository(azaion_cdn, config.model_name, config.channel, config.prefix)
+    move = rollback_channel(repo, config.version or None)
     context.log.info(
-        f"{config.model_name}: current is now {pointer.version} ({pointer.model_version})"
+        f"{config.model_name} {move.channel}: now {move.version} (was {move.previous}), "
+        f"targets version {move.targets_version}"
     )
 
 
 @dg.job(
     name="rollback",
-    description="Roll the published model back to an earlier version (run config picks which).",
+    description="Roll a channel back to a release it served before (run config picks which).",
 )
 def rollback_job() -> None:
-    move_current_pointer()
+    roll_channel_back()
+
+
+@dg.op(description="Serves on stable exactly the release canary serves now.")
+def promote_canary(
+    context: dg.OpExecutionContext,
+    config: ReleaseConfig,
+    azaion_cdn: AzaionCdn,
+    release_metadata: ReleaseMetadata,
+) -> None:
+    canary, stable = (
+        release_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        for channel in ("canary", "stable")
+    )
+    move = promote(canary, stable)
+    context.log.info(f"{config.model_name} stable: now {move.version} (was {move.previous})")
+
+
+@dg.job(name="promote_to_stable", description="Promote the canary release to the stable channel.")
+def promote_job() -> None:
+    promote_canary()
+
+
+@dg.op(
+    description="Signs a fresh timestamp for every channel (and renews targets and snapshot "
+    "before they expire), so devices can tell live metadata from frozen metadata."
+)
+def refresh_timestamps(
+    context: dg.OpExecutionContext,
+    config: ReleaseConfig,
+    azaion_cdn: AzaionCdn,
+    release_metadata: ReleaseMetadata,
+) -> None:
+    for channel in CHANNELS:
+        repo = release_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        try:
+            version = repo.refresh()
+        except TufError as exc:  # a channel never published has nothing to refresh
+            context.log.info(f"{channel}: {exc}")
+            continue
+        context.log.info(f"{config.model_name} {channel}: timestamp version {version}")
+
+
+@dg.job(name="refresh_release_metadata", description="Refresh the channels' TUF timestamps.")
+def refresh_job() -> None:
+    refresh_timestamps()
+
+
+refresh_schedule = dg.ScheduleDefinition(
+    name="release_metadata_refresh_schedule",
+    job=refresh_job,
+    cron_schedule=automation_settings().tuf_refresh_cron,
+    execution_timezone=automation_settings().retrain_timezone,
+    default_status=automation_settings().default_schedule_status(),
+    description="Re-signs the TUF timestamps (AZAION_TUF_REFRESH_CRON, default daily 03:00).",
+)

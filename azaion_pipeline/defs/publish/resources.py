@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from datetime import timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -11,13 +11,8 @@ from pydantic import PrivateAttr
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import MIB, CdnStore
-from azaion_pipeline.lib.distribution import (
-    Artifact,
-    Release,
-    fetch_artifact,
-    publish_release,
-)
-from azaion_pipeline.lib.release_manifest import ArtifactManifest, public_key_text
+from azaion_pipeline.lib.release_manifest import public_key_text
+from azaion_pipeline.lib.tuf_repo import KEY_ENV, TufPolicy, TufRepository, load_signers
 
 
 class AzaionCdn(dg.ConfigurableResource):
@@ -48,6 +43,37 @@ class PublishKeys(dg.ConfigurableResource):
 
     def public_key(self) -> str:
         return public_key_text(self.signing_key)
+
+
+class ReleaseMetadata(dg.ConfigurableResource):
+    """TUF signing keys (AZAION_TUF_{ROOT,TARGETS,SNAPSHOT,TIMESTAMP}_KEY) and expiry policy.
+
+    An expiry left unset takes TufPolicy's default (timestamp 7 days, the rest 365, grace 3).
+    """
+
+    root_key: str
+    targets_key: str
+    snapshot_key: str
+    timestamp_key: str
+    timestamp_expiry_days: float | None = None
+    metadata_expiry_days: float | None = None
+    offline_grace_days: float | None = None
+
+    def policy(self) -> TufPolicy:
+        days = {
+            "timestamp_expiry": self.timestamp_expiry_days,
+            "metadata_expiry": self.metadata_expiry_days,
+            "offline_grace": self.offline_grace_days,
+        }
+        return TufPolicy(**{k: timedelta(days=v) for k, v in days.items() if v is not None})
+
+    def repository(
+        self, cdn: AzaionCdn, model_name: str, channel: str, prefix: str
+    ) -> TufRepository:
+        keys = {role: getattr(self, f"{role}_key") for role in KEY_ENV}
+        return TufRepository(
+            cdn.upload_store(), model_name, channel, load_signers(keys), prefix, self.policy()
+        )
 
 
 class AzaionApi(dg.ConfigurableResource):
@@ -92,33 +118,12 @@ class AzaionApi(dg.ConfigurableResource):
     def load_bytes(self, folder: str, filename: str, hardware: str | None = None) -> bytes:
         return self.client().load_bytes(folder, filename, hardware)
 
-    def upload_big_small(
-        self, cdn: AzaionCdn, keys: PublishKeys, artifacts: list[Artifact], workdir: Path, **release
-    ) -> Release:
-        """Encrypt, split, ``.big`` to the CDN, ``.small`` here, manifests, then the pointer."""
-        return publish_release(
-            self.client(),
-            cdn.upload_store(),
-            artifacts,
-            model_secret=keys.model_key,
-            signing_key=keys.signing_key,
-            workdir=workdir,
-            **release,
-        )
 
-    def load_big_small(
-        self, cdn: AzaionCdn, keys: PublishKeys, model_name: str, file_name: str, out: Path, **kw
-    ) -> ArtifactManifest:
-        return fetch_artifact(
-            self.client(),
-            cdn.download_store(),
-            model_name=model_name,
-            file_name=file_name,
-            out=out,
-            model_secret=keys.model_key,
-            public_key=keys.public_key(),
-            **kw,
-        )
+EXPIRY_ENV = {
+    "timestamp_expiry_days": "AZAION_TUF_TIMESTAMP_EXPIRY_DAYS",
+    "metadata_expiry_days": "AZAION_TUF_METADATA_EXPIRY_DAYS",
+    "offline_grace_days": "AZAION_TUF_OFFLINE_GRACE_DAYS",
+}
 
 
 def _s3(key_var: str, secret_var: str) -> S3Resource:
@@ -148,6 +153,14 @@ def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
         "publish_keys": PublishKeys(
             model_key=dg.EnvVar("AZAION_MODEL_KEY"),
             signing_key=dg.EnvVar("AZAION_SIGNING_KEY"),
+        ),
+        "release_metadata": ReleaseMetadata(
+            **{f"{role}_key": dg.EnvVar(env) for role, env in KEY_ENV.items()},
+            **{
+                field: float(os.environ[env])
+                for field, env in EXPIRY_ENV.items()
+                if os.environ.get(env)
+            },
         ),
     }
 

@@ -1,0 +1,86 @@
+"""Verify, then point: stage a release, load it back as an edge device would, only then serve it.
+
+A release whose round trip fails stays staged (the cleanup job removes it later); the channel keeps
+serving what it served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from azaion_pipeline.lib.api_client import ApiError, AzaionApiClient
+from azaion_pipeline.lib.cdn import CdnError, CdnStore
+from azaion_pipeline.lib.channels import ChannelMove, point_channel, release_targets
+from azaion_pipeline.lib.distribution import (
+    Artifact,
+    IntegrityError,
+    StagedRelease,
+    stage_release,
+)
+from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.release_manifest import ManifestError, public_key_text
+from azaion_pipeline.lib.roundtrip import RoundtripResult, verify_release
+from azaion_pipeline.lib.tuf_repo import TufRepository
+
+# What a failed transfer or a failed check raises anywhere on the way.
+TRANSFER_ERRORS = (ApiError, CdnError, IntegrityError, ManifestError, OSError)
+
+
+class RoundtripFailed(IntegrityError):
+    """The staged release did not load back to the exports; no channel moved."""
+
+
+@dataclass(frozen=True)
+class PublishedRelease:
+    staged: StagedRelease
+    roundtrip: list[RoundtripResult]
+    move: ChannelMove
+
+
+def publish_verified(
+    api: AzaionApiClient,
+    upload: CdnStore,
+    download: CdnStore,
+    repo: TufRepository,
+    artifacts: list[Artifact],
+    *,
+    signing_key: str,
+    model_secret: str,
+    imgsz: int,
+    image: Path | None = None,
+    **stage,
+) -> PublishedRelease:
+    """``stage`` goes to ``stage_release`` (model_name, model_version, workdir, prefix ...)."""
+    expected = {a.file_name: sha256_file(a.path) for a in artifacts}  # before anything is sent
+    staged = stage_release(
+        api, upload, artifacts, model_secret=model_secret, signing_key=signing_key, **stage
+    )
+    names, public_key = staged.names, public_key_text(signing_key)
+    try:
+        # Downloader keys and this machine's hardware binding: exactly what a device uses.
+        results = verify_release(
+            api,
+            download,
+            model_name=names.model_name,
+            version=names.version,
+            expected_sha256=expected,
+            model_secret=model_secret,
+            public_key=public_key,
+            imgsz=imgsz,
+            image=image,
+            prefix=names.prefix,
+        )
+    except TRANSFER_ERRORS as exc:
+        raise RoundtripFailed(
+            f"the staged release {names.version} did not load back ({exc}); "
+            f"the {repo.channel} channel did not move"
+        ) from exc
+    differing = [r.file_name for r in results if not r.matches_export]
+    if differing:
+        raise RoundtripFailed(
+            f"the staged release {names.version} loads back different bytes for {differing}; "
+            f"the {repo.channel} channel did not move"
+        )
+    move = point_channel(repo, release_targets(upload, names, repo.channel, public_key))
+    return PublishedRelease(staged, results, move)
