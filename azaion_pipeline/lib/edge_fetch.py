@@ -125,10 +125,15 @@ class FetchResult:
     stale_removed: tuple[Path, ...] = ()
 
 
-def _trusted_root(cdn: CdnStore, base: str, root_public_key: str) -> bytes:
+def _trusted_root(cdn: CdnStore, base: str, channel: str, root_public_key: str) -> bytes:
     """Version 1 of root from the CDN, accepted only if the pinned root key signed it."""
     key = SSlibKey.from_crypto(load_public_key(root_public_key))
-    data = b"".join(cdn.stream(f"{base}1.root.json", ROOT_MAX_BYTES))
+    try:
+        data = b"".join(cdn.stream(f"{base}1.root.json", ROOT_MAX_BYTES))
+    except CdnError as exc:
+        if exc.status == 404:
+            raise CdnError(f"the {channel} has never been published: {exc}", 404) from exc
+        raise
     try:
         root = Metadata[Root].from_bytes(data)
         if root.signed.roles[Root.type].keyids != [key.keyid]:
@@ -225,7 +230,11 @@ def fetch_current(
                 cdn.uri(base),
                 fetcher=CdnFetcher(cdn, state.scratch),
                 config=UpdaterConfig(prefix_targets_with_hash=False),
-                bootstrap=_trusted_root(cdn, base, root_public_key) if first_use else None,
+                bootstrap=_trusted_root(
+                    cdn, base, f"{channel} channel of {model_name}", root_public_key
+                )
+                if first_use
+                else None,
             )
             updater.refresh()
         except tuf_errors.DownloadHTTPError as exc:
@@ -257,7 +266,8 @@ def fetch_current(
                     updater.download_target(info, str(path), folder_url)
                 except (tuf_errors.DownloadError, tuf_errors.RepositoryError) as exc:
                     raise IntegrityError(
-                        f"{folder_url}/{info.path}: {exc}; refusing to write anything"
+                        f"{info.path} of {model_name} {names.version}: {exc}; "
+                        "refusing to write anything"
                     ) from exc
                 paths[suffix] = path
             manifest = checked_manifest(

@@ -1,0 +1,219 @@
+"""Channels, TUF and the edge device against the real stack: attacks refused, rollbacks accepted."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from azaion_pipeline.lib.cdn import CdnError
+from azaion_pipeline.lib.channels import promote, rollback_channel
+from azaion_pipeline.lib.distribution import Artifact, ReleaseNames
+from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
+from azaion_pipeline.lib.release_flow import publish_verified
+from azaion_pipeline.lib.tuf_repo import (
+    KEY_ENV,
+    TufError,
+    TufPolicy,
+    TufRepository,
+    load_signers,
+)
+
+from .conftest import api_client, cdn_store
+
+
+@dataclass
+class Channels:
+    """One model name of its own per test, published and fetched through the real stack."""
+
+    env: dict[str, str]
+    folder: Path
+    model: str
+
+    def repo(self, channel: str = "canary", **clock) -> TufRepository:
+        keys = {role: self.env[env] for role, env in KEY_ENV.items()}
+        return TufRepository(
+            cdn_store(self.env, "uploader"),
+            self.model,
+            channel,
+            load_signers(keys),
+            "models",
+            TufPolicy(),
+            **clock,
+        )
+
+    def publish(self, tag: str) -> tuple[str, bytes]:
+        model = os.urandom(40_000)
+        source = self.folder / f"{tag}.bin"
+        source.write_bytes(model)
+        workdir = self.folder / f"work-{tag}"
+        workdir.mkdir()
+        release = publish_verified(
+            api_client(self.env),
+            cdn_store(self.env, "uploader"),
+            cdn_store(self.env, "downloader"),
+            self.repo(),
+            [Artifact("bin", source, "azaion.bin")],
+            signing_key=self.env["AZAION_SIGNING_KEY"],
+            model_secret=self.env["AZAION_MODEL_KEY"],
+            imgsz=64,
+            model_name=self.model,
+            model_version=tag,
+            dataset_version=None,
+            metrics={},
+            workdir=workdir,
+            prefix="models",
+        )
+        return release.staged.names.version, model
+
+    @property
+    def out(self) -> Path:
+        return self.folder / "device" / "azaion.bin"
+
+    def fetch(self, channel: str = "canary", cdn=None, **kwargs) -> FetchResult:
+        return fetch_current(
+            api_client(self.env),
+            cdn or cdn_store(self.env, "downloader"),
+            state_dir=self.folder / "device-state",
+            model_name=self.model,
+            channel=channel,
+            file_name="azaion.bin",
+            out=self.out,
+            model_secret=self.env["AZAION_MODEL_KEY"],
+            public_key=self.env["AZAION_SIGNING_PUBLIC_KEY"],
+            root_public_key=self.env["AZAION_TUF_ROOT_PUBLIC_KEY"],
+            prefix="models",
+            **kwargs,
+        )
+
+    def key(self, channel: str, name: str) -> str:
+        return f"models/{self.model}/tuf/{channel}/{name}"
+
+
+@pytest.fixture
+def channels(stack, tmp_path) -> Channels:
+    return Channels(stack, tmp_path, f"m{secrets.token_hex(4)}")
+
+
+def test_rollback_attack_is_refused(channels):
+    uploader = cdn_store(channels.env, "uploader")
+    channels.publish("one")
+    old_timestamp = uploader.get_bytes(channels.key("canary", "timestamp.json"))
+    _, newer = channels.publish("two")
+    assert channels.fetch().manifest is not None and channels.out.read_bytes() == newer
+    # Someone holding CDN write keys puts the older, validly signed metadata back.
+    uploader.put_bytes(channels.key("canary", "timestamp.json"), old_timestamp)
+    with pytest.raises(UpdateRefused, match="lower version than this device already trusts"):
+        channels.fetch()
+    assert channels.out.read_bytes() == newer
+
+
+def test_freeze_attack_is_refused(channels):
+    channels.publish("one")
+    channels.fetch()
+    # The last metadata before the freeze: its timestamp has expired, and it is all that is served.
+    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
+    channels.repo(now=lambda: eight_days_ago).refresh()
+    with pytest.raises(UpdateRefused, match="the metadata has expired: a freeze"):
+        channels.fetch()
+
+
+def test_mixed_metadata_is_refused(channels):
+    uploader = cdn_store(channels.env, "uploader")
+    channels.publish("one")
+    promote(channels.repo("canary"), channels.repo("stable"))
+    # Both channels are at targets version 1; swap in stable's, validly signed, as canary's.
+    stable_targets = uploader.get_bytes(channels.key("stable", "1.targets.json"))
+    uploader.put_bytes(channels.key("canary", "1.targets.json"), stable_targets)
+    with pytest.raises(UpdateRefused, match="mixed metadata"):
+        channels.fetch()
+    assert not channels.out.exists()
+
+
+def test_rollback_through_the_job_is_accepted_by_a_device_that_had_the_newer_release(channels):
+    first, first_model = channels.publish("one")
+    second, second_model = channels.publish("two")
+    assert channels.fetch().version == second and channels.out.read_bytes() == second_model
+    move = rollback_channel(channels.repo())
+    assert (move.version, move.previous, move.targets_version) == (first, second, 3)
+    assert channels.fetch().version == first and channels.out.read_bytes() == first_model
+    with pytest.raises(TufError, match="never served nope"):
+        rollback_channel(channels.repo(), "nope")
+
+
+def test_promotion_and_channel_separation(channels):
+    version, model = channels.publish("one")
+    with pytest.raises(CdnError, match=r"stable channel of .* has never been published"):
+        channels.fetch("stable")
+    promote(channels.repo("canary"), channels.repo("stable"))
+    result = channels.fetch("stable")
+    assert result.version == version and channels.out.read_bytes() == model
+
+
+def test_a_big_part_longer_than_signed_is_never_downloaded_whole(channels):
+    version, _ = channels.publish("one")
+    uploader = cdn_store(channels.env, "uploader")
+    big = ReleaseNames(channels.model, version).big("azaion.bin")
+    uploader.put_bytes(big, uploader.get_bytes(big) + os.urandom(5 * 1024 * 1024))
+    with pytest.raises(Exception, match=r"azaion\.bin\.big.*longer than its signed \d+ bytes"):
+        channels.fetch()
+    assert not channels.out.exists()
+
+
+def test_stale_temporary_folders_are_removed_on_the_next_run(channels):
+    channels.publish("one")
+    killed = channels.out.parent / ".azaion.bin.fetch-killed"
+    (killed / "part").mkdir(parents=True)
+    scratch = channels.folder / "device-state" / "tmp" / "leftover"
+    scratch.parent.mkdir(parents=True)
+    scratch.write_bytes(b"x")
+    result = channels.fetch()
+    assert set(result.stale_removed) == {killed, scratch}
+    assert sorted(p.name for p in channels.out.parent.iterdir()) == ["azaion.bin"]
+
+
+def _dead_endpoint_store(env: dict[str, str]):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return cdn_store(env, "downloader", endpoint=f"http://127.0.0.1:{port}", max_attempts=1)
+
+
+def test_offline_device_keeps_its_model_only_within_the_signed_grace(channels):
+    channels.publish("one")
+    offline = _dead_endpoint_store(channels.env)
+    with pytest.raises(Exception, match=r"cannot reach .*s3://.*1\.root\.json.*Connect") as error:
+        channels.fetch(cdn=offline)  # never online: nothing installed to keep
+    assert "Max Retries" not in str(error.value)
+
+    installed = channels.fetch().version
+    assert channels.fetch(cdn=offline).offline and channels.out.exists()
+    in_a_month = datetime.now(UTC) + timedelta(days=30)
+    with pytest.raises(UpdateRefused, match="more than the signed grace of 3 days"):
+        channels.fetch(cdn=offline, now=lambda: in_a_month)
+    assert channels.fetch(cdn=offline).version == installed
+
+
+def test_refresh_signs_a_new_timestamp_devices_follow(channels):
+    version, _ = channels.publish("one")
+    channels.fetch()
+    first = channels.repo().refresh()
+    assert channels.repo().refresh() == first + 1
+    assert channels.fetch().version == version
+
+
+def test_keys_that_are_not_the_published_roots_are_refused(channels):
+    channels.publish("one")
+    keys = {role: channels.env[env] for role, env in KEY_ENV.items()}
+    keys["targets"] = channels.env["AZAION_SIGNING_KEY"]  # some other valid key
+    repo = TufRepository(
+        cdn_store(channels.env, "uploader"), channels.model, "canary", load_signers(keys), "models"
+    )
+    with pytest.raises(TufError, match=r"AZAION_TUF_TARGETS_KEY .* rotate the root first") as error:
+        repo.refresh()
+    assert channels.env["AZAION_SIGNING_KEY"] not in str(error.value)
