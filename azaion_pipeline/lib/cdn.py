@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,28 +177,80 @@ class CdnStore:
             raise CdnError(f"checking {self.uri(key)} failed: {_cause(exc)}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_objects(prefix)]
+
+    def list_objects(self, prefix: str) -> list[tuple[str, datetime]]:
+        """(key, last modified) of every object under ``prefix``."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             return [
-                item["Key"]
+                (item["Key"], item["LastModified"])
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
                 for item in page.get("Contents", [])
             ]
         except (BotoCoreError, ClientError) as exc:
             raise CdnError(f"listing {self.uri(prefix)} failed: {_cause(exc)}") from exc
 
+    def multipart_uploads(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        """(key, upload id, last activity) of every unfinished multipart upload under ``prefix``.
+
+        Last activity is the newest part's time (or the start): a long upload still sending parts
+        is busy, not abandoned.
+        """
+        uploads = self.client.get_paginator("list_multipart_uploads")
+        parts = self.client.get_paginator("list_parts")
+        try:
+            found = []
+            for page in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Uploads", []):
+                    key, upload_id = item["Key"], item["UploadId"]
+                    times = [item["Initiated"]] + [
+                        part["LastModified"]
+                        for part_page in parts.paginate(
+                            Bucket=self.bucket, Key=key, UploadId=upload_id
+                        )
+                        for part in part_page.get("Parts", [])
+                    ]
+                    found.append((key, upload_id, max(times)))
+            return found
+        except (BotoCoreError, ClientError) as exc:
+            raise CdnError(
+                f"listing uploads under {self.uri(prefix)} failed: {_cause(exc)}"
+            ) from exc
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (BotoCoreError, ClientError) as exc:
+            raise CdnError(f"aborting the upload of {self.uri(key)} failed: {_cause(exc)}") from exc
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise CdnError(f"deleting under {self.uri('')} failed: {_cause(exc)}") from exc
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise CdnError(
+                    f"deleting {self.uri(first['Key'])} failed: {first.get('Code')} "
+                    f"{first.get('Message')} ({len(answer['Errors'])} object(s) not deleted)"
+                )
+
     def incomplete_uploads(self, key: str) -> list[str]:
-        answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-        return [u["UploadId"] for u in answer.get("Uploads", []) if u["Key"] == key]
+        return [upload for k, upload, _ in self.multipart_uploads(key) if k == key]
 
     def abort_incomplete(self, key: str) -> int:
         """boto3 aborts its own failed uploads; this also catches one it could not abort."""
         try:
             upload_ids = self.incomplete_uploads(key)
             for upload_id in upload_ids:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (BotoCoreError, ClientError) as exc:
-            log.warning("could not clean up multipart uploads of %s: %s", self.uri(key), exc)
+                self.abort_upload(key, upload_id)
+        except CdnError as exc:
+            log.warning("could not clean up multipart uploads: %s", exc)
             return 0
         return len(upload_ids)
 

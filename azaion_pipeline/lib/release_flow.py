@@ -1,7 +1,7 @@
 """Verify, then point: stage a release, load it back as an edge device would, only then serve it.
 
-A release whose round trip fails stays staged (the cleanup job removes it later); the channel keeps
-serving what it served.
+A release whose round trip fails is never served: the channel keeps serving what it served, and
+the staged objects stay for inspection (a publish that died half-way is the cleanup job's).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from azaion_pipeline.lib.cdn import CdnError, CdnStore
 from azaion_pipeline.lib.release_manifest import generate_signing_key, load_private_key
 
 CHANNELS = ("canary", "stable")
+TUF_FOLDER = "tuf"  # {prefix}/{model}/tuf/: beside the release folders, never one of them
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 # The private key of each role, from the environment or a secret store (never a file in the repo).
 KEY_ENV = {role: f"AZAION_TUF_{role.upper()}_KEY" for role in ROLES}
@@ -71,7 +72,7 @@ def public_key_id(signer: CryptoSigner) -> str:
 def metadata_prefix(model_name: str, channel: str, prefix: str) -> str:
     if channel not in CHANNELS:
         raise TufError(f"unknown channel {channel!r}; channels: {', '.join(CHANNELS)}")
-    return f"{prefix}/{model_name}/tuf/{channel}/"
+    return f"{prefix}/{model_name}/{TUF_FOLDER}/{channel}/"
 
 
 def release_target(path: str, data_or_digest, channel: str, version: str) -> TargetFile:

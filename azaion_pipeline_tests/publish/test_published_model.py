@@ -263,6 +263,22 @@ def test_503_forever_fails_and_keeps_the_previous_release(
     assert list_versions(downloader, "azaion") == complete
 
 
+def test_roundtrip_ok_fails_cleanly_on_transport_errors(
+    first_release, instance, stack_env, injected
+):
+    injected.fail("/resources/get/", 503)
+    result = dg.materialize(
+        [published_model, roundtrip_ok],
+        instance=instance,
+        resources=resources(first_release[1], retries=1, backoff_s=0.01),
+        selection=dg.AssetSelection.checks(roundtrip_ok),
+        raise_on_error=False,
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert result.success and not check.passed
+    assert "roundtrip failed" in check.description and "HTTP 503" in check.description
+
+
 def test_a_release_whose_round_trip_fails_never_becomes_current(
     first_release, instance, stack_env, injected
 ):

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from azaion_pipeline.defs.publish.jobs import cleanup_job
+from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.channels import promote, rollback_channel
+from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.distribution import Artifact, ReleaseNames
 from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
 from azaion_pipeline.lib.release_flow import publish_verified
@@ -217,3 +222,62 @@ def test_keys_that_are_not_the_published_roots_are_refused(channels):
     with pytest.raises(TufError, match=r"AZAION_TUF_TARGETS_KEY .* rotate the root first") as error:
         repo.refresh()
     assert channels.env["AZAION_SIGNING_KEY"] not in str(error.value)
+
+
+def _leave_debris(channels: Channels) -> tuple[str, str]:
+    """A partial release folder and an unfinished multipart upload, as a killed publish leaves them."""
+    uploader = cdn_store(channels.env, "uploader")
+    partial = f"models/{channels.model}/20260101T000000000000Z-killed"
+    uploader.put_bytes(f"{partial}/azaion.bin.big", os.urandom(1000), "application/octet-stream")
+    unfinished = f"models/{channels.model}/20260101T000000000001Z-cut/azaion.bin.big"
+    upload = uploader.client.create_multipart_upload(Bucket=uploader.bucket, Key=unfinished)
+    uploader.client.upload_part(
+        Bucket=uploader.bucket,
+        Key=unfinished,
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=os.urandom(1000),
+    )
+    return partial.rsplit("/", 1)[1], unfinished
+
+
+def test_cleanup_removes_debris_and_keeps_every_complete_release(channels):
+    version, model = channels.publish("one")
+    uploader = cdn_store(channels.env, "uploader")
+    before = set(uploader.list_keys(f"models/{channels.model}/"))
+    partial, unfinished = _leave_debris(channels)
+
+    young = clean_debris(uploader, channels.model, "models", older_than=timedelta(hours=1))
+    assert young.partial_releases == [] and young.aborted_uploads == []
+    assert young.kept_young == [partial]
+
+    in_two_hours = datetime.now(UTC) + timedelta(hours=2)
+    report = clean_debris(
+        uploader, channels.model, "models", older_than=timedelta(hours=1), now=in_two_hours
+    )
+    assert report.partial_releases == [partial]
+    assert report.removed_objects == [f"models/{channels.model}/{partial}/azaion.bin.big"]
+    assert report.aborted_uploads == [unfinished]
+    assert uploader.incomplete_uploads(unfinished) == []
+    # Every object of the complete release and all TUF metadata are still there, and it loads.
+    assert set(uploader.list_keys(f"models/{channels.model}/")) == before
+    assert channels.fetch().version == version and channels.out.read_bytes() == model
+
+
+def test_cleanup_job_reports_what_it_removed(channels, stack_env):
+    version, _ = channels.publish("one")
+    partial, unfinished = _leave_debris(channels)
+    time.sleep(1)  # the debris is now older than the job's half-second threshold
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"model_name": channels.model, "older_than_hours": 0.5 / 3600}
+    result = cleanup_job.execute_in_process(
+        instance=instance,
+        resources=publish_resource_defs(),
+        run_config={"ops": {"remove_publish_debris": {"config": config}}},
+    )
+    assert result.success
+    logs = "\n".join(record.user_message for record in instance.all_logs(result.run_id))
+    assert f"removed the partial release {partial}" in logs
+    assert f"aborted the unfinished upload of {unfinished}" in logs
+    assert "removed 1 partial release(s) (1 object(s)), aborted 1 unfinished upload(s)" in logs
+    assert channels.fetch().version == version

@@ -1,4 +1,7 @@
-"""Release jobs: rollback and promotion (each signs new TUF metadata), and the timestamp refresh schedule."""
+"""Release jobs: rollback and promotion (each signs new TUF metadata), the timestamp refresh
+schedule, and the cleanup of what failed publishes left behind."""
+
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -6,6 +9,7 @@ from pydantic import Field
 from azaion_pipeline.defs.automation.settings import automation_settings
 from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseMetadata
 from azaion_pipeline.lib.channels import promote, rollback_channel
+from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError
 
 
@@ -98,3 +102,34 @@ refresh_schedule = dg.ScheduleDefinition(
     default_status=automation_settings().default_schedule_status(),
     description="Re-signs the TUF timestamps (AZAION_TUF_REFRESH_CRON, default daily 03:00).",
 )
+
+
+class CleanupConfig(ReleaseConfig):
+    older_than_hours: float = Field(
+        24, gt=0, description="only debris older than this goes; a running publish is younger"
+    )
+
+
+@dg.op(
+    description="Removes partial release folders (no release.json) and aborts unfinished "
+    "multipart uploads older than the configured age; complete releases are never touched."
+)
+def remove_publish_debris(
+    context: dg.OpExecutionContext, config: CleanupConfig, azaion_cdn: AzaionCdn
+) -> None:
+    report = clean_debris(
+        azaion_cdn.upload_store(),
+        config.model_name,
+        config.prefix,
+        timedelta(hours=config.older_than_hours),
+    )
+    for version in report.partial_releases:
+        context.log.info(f"removed the partial release {version}")
+    for key in report.aborted_uploads:
+        context.log.info(f"aborted the unfinished upload of {key}")
+    context.log.info(report.summary())
+
+
+@dg.job(name="cleanup_publish_debris", description="Remove what failed publishes left behind.")
+def cleanup_job() -> None:
+    remove_publish_debris()
