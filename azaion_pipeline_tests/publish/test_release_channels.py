@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from azaion_pipeline.defs.publish.jobs import cleanup_job
+from azaion_pipeline.defs.publish.jobs import cleanup_job, refresh_job
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.channels import promote, rollback_channel
@@ -280,4 +280,31 @@ def test_cleanup_job_reports_what_it_removed(channels, stack_env):
     assert f"removed the partial release {partial}" in logs
     assert f"aborted the unfinished upload of {unfinished}" in logs
     assert "removed 1 partial release(s) (1 object(s)), aborted 1 unfinished upload(s)" in logs
+    assert channels.fetch().version == version
+
+
+def test_release_jobs_and_the_refresh_schedule_are_in_the_code_location(channels, stack_env):
+    from azaion_pipeline.definitions import defs
+
+    repository = defs.get_repository_def()
+    assert {
+        "rollback",
+        "promote_to_stable",
+        "refresh_release_metadata",
+        "cleanup_publish_debris",
+    } <= {job.name for job in repository.get_all_jobs()}
+    schedule = repository.get_schedule_def("release_metadata_refresh_schedule")
+    assert schedule.job_name == "refresh_release_metadata"
+    assert "release_metadata" in repository.get_top_level_resources()
+
+    version, _ = channels.publish("one")
+    channels.fetch()
+    uploader = cdn_store(channels.env, "uploader")
+    before = uploader.get_bytes(channels.key("canary", "timestamp.json"))
+    refreshed = refresh_job.execute_in_process(
+        resources=publish_resource_defs(),
+        run_config={"ops": {"refresh_timestamps": {"config": {"model_name": channels.model}}}},
+    )
+    assert refreshed.success
+    assert uploader.get_bytes(channels.key("canary", "timestamp.json")) != before
     assert channels.fetch().version == version
