@@ -72,8 +72,8 @@ class CdnFetcher(FetcherInterface):
                     received += len(chunk)
                     if received > max_length:
                         raise tuf_errors.DownloadLengthMismatchError(
-                            f"{self._cdn.uri(key)} is longer than its signed {max_length} bytes; "
-                            "stopped downloading"
+                            f"{self._cdn.uri(key)} is longer than the {max_length} bytes its "
+                            "metadata allows; stopped downloading"
                         )
                     temp.write(chunk)
             except CdnError as exc:
@@ -239,6 +239,8 @@ def fetch_current(
             updater.refresh()
         except tuf_errors.DownloadHTTPError as exc:
             raise CdnError(f"{model_name} {channel}: {exc}") from exc
+        except tuf_errors.DownloadLengthMismatchError as exc:
+            raise UpdateRefused(f"refusing the release metadata at {cdn.uri(base)}: {exc}") from exc
         except (tuf_errors.DownloadError, CdnError) as exc:
             if isinstance(exc, CdnError) and exc.status is not None:
                 raise

@@ -18,7 +18,7 @@ from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
-from azaion_pipeline.lib.distribution import Artifact, ReleaseNames
+from azaion_pipeline.lib.distribution import Artifact, IntegrityError, ReleaseNames
 from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
 from azaion_pipeline.lib.release_flow import publish_verified
 from azaion_pipeline.lib.tuf_repo import (
@@ -140,6 +140,15 @@ def test_mixed_metadata_is_refused(channels):
     assert not channels.out.exists()
 
 
+def test_oversized_metadata_is_refused_without_reading_it_all(channels):
+    channels.publish("one")
+    cdn_store(channels.env, "uploader").put_bytes(
+        channels.key("canary", "timestamp.json"), b"{" + b" " * (1024 * 1024)
+    )
+    with pytest.raises(UpdateRefused, match=r"timestamp\.json is longer than the 16384 bytes"):
+        channels.fetch()
+
+
 def test_rollback_through_the_job_is_accepted_by_a_device_that_had_the_newer_release(channels):
     first, first_model = channels.publish("one")
     second, second_model = channels.publish("two")
@@ -165,7 +174,9 @@ def test_a_big_part_longer_than_signed_is_never_downloaded_whole(channels):
     uploader = cdn_store(channels.env, "uploader")
     big = ReleaseNames(channels.model, version).big("azaion.bin")
     uploader.put_bytes(big, uploader.get_bytes(big) + os.urandom(5 * 1024 * 1024))
-    with pytest.raises(Exception, match=r"azaion\.bin\.big.*longer than its signed \d+ bytes"):
+    with pytest.raises(
+        IntegrityError, match=r"azaion\.bin\.big.*longer than the \d+ bytes its metadata allows"
+    ):
         channels.fetch()
     assert not channels.out.exists()
 
@@ -192,7 +203,7 @@ def _dead_endpoint_store(env: dict[str, str]):
 def test_offline_device_keeps_its_model_only_within_the_signed_grace(channels):
     channels.publish("one")
     offline = _dead_endpoint_store(channels.env)
-    with pytest.raises(Exception, match=r"cannot reach .*s3://.*1\.root\.json.*Connect") as error:
+    with pytest.raises(CdnError, match=r"cannot reach .*s3://.*1\.root\.json.*Connect") as error:
         channels.fetch(cdn=offline)  # never online: nothing installed to keep
     assert "Max Retries" not in str(error.value)
 
