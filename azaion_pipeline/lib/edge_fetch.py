@@ -199,6 +199,34 @@ def _offline(
     return FetchResult(None, installed["version"], offline=True)
 
 
+def _refreshed_updater(
+    cdn: CdnStore, metadata_dir: Path, scratch: Path, base: str, what: str, root_public_key: str
+) -> Updater:
+    """ngclient's Updater with root, timestamp, snapshot and targets refreshed and verified.
+
+    Raises UpdateRefused when the metadata is unsafe, CdnError when the server answered an error,
+    and DownloadError (or a status-less CdnError) when it could not be reached at all.
+    """
+    metadata_dir.mkdir(parents=True, exist_ok=True)
+    first_use = not (metadata_dir / "root.json").exists()
+    try:
+        updater = Updater(
+            str(metadata_dir),
+            cdn.uri(base),
+            fetcher=CdnFetcher(cdn, scratch),
+            config=UpdaterConfig(prefix_targets_with_hash=False),
+            bootstrap=_trusted_root(cdn, base, what, root_public_key) if first_use else None,
+        )
+        updater.refresh()
+    except tuf_errors.DownloadHTTPError as exc:
+        raise CdnError(f"{what}: {exc}", exc.status_code) from exc
+    except tuf_errors.DownloadLengthMismatchError as exc:
+        raise UpdateRefused(f"refusing the release metadata at {cdn.uri(base)}: {exc}") from exc
+    except tuf_errors.RepositoryError as exc:
+        raise _refusal(exc, cdn.uri(base)) from exc
+    return updater
+
+
 def fetch_current(
     api: AzaionApiClient,
     cdn: CdnStore,
@@ -221,57 +249,36 @@ def fetch_current(
     base = metadata_prefix(model_name, channel, prefix)
     with state.locked():
         stale = tuple(state.remove_stale(out))
-        metadata_dir = state.metadata_dir(model_name, channel)
-        metadata_dir.mkdir(parents=True, exist_ok=True)
         try:
-            first_use = not (metadata_dir / "root.json").exists()
-            updater = Updater(
-                str(metadata_dir),
-                cdn.uri(base),
-                fetcher=CdnFetcher(cdn, state.scratch),
-                config=UpdaterConfig(prefix_targets_with_hash=False),
-                bootstrap=_trusted_root(
-                    cdn, base, f"{channel} channel of {model_name}", root_public_key
-                )
-                if first_use
-                else None,
+            updater = _refreshed_updater(
+                cdn,
+                state.metadata_dir(model_name, channel),
+                state.scratch,
+                base,
+                f"{channel} channel of {model_name}",
+                root_public_key,
             )
-            updater.refresh()
-        except tuf_errors.DownloadHTTPError as exc:
-            raise CdnError(f"{model_name} {channel}: {exc}") from exc
-        except tuf_errors.DownloadLengthMismatchError as exc:
-            raise UpdateRefused(f"refusing the release metadata at {cdn.uri(base)}: {exc}") from exc
         except (tuf_errors.DownloadError, CdnError) as exc:
             if isinstance(exc, CdnError) and exc.status is not None:
-                raise
+                raise  # the server answered: not offline
             return _offline(exc, state, model_name, channel, file_name, out, now())
-        except tuf_errors.RepositoryError as exc:
-            raise _refusal(exc, cdn.uri(base)) from exc
 
         infos = {
             suffix: _target(updater, f"{file_name}{suffix}", channel, model_name)
             for suffix in (MANIFEST_SUFFIX, SIGNATURE_SUFFIX, ".big")
         }
-        infos[RELEASE_RECORD] = _target(updater, RELEASE_RECORD, channel, model_name)
         versions = {info.custom["version"] for info in infos.values()}
+        versions.add(_target(updater, RELEASE_RECORD, channel, model_name).custom["version"])
         if len(versions) != 1:
             raise UpdateRefused(
                 f"{channel} targets of {model_name} span releases {sorted(versions)}"
             )
         names = ReleaseNames(model_name, versions.pop(), prefix)
-        folder_url = cdn.uri(names.folder)
         with fetch_workdir(out) as tmp:
-            paths = {}
-            for suffix, info in infos.items():
-                path = Path(tmp) / f"target{suffix}"
-                try:
-                    updater.download_target(info, str(path), folder_url)
-                except (tuf_errors.DownloadError, tuf_errors.RepositoryError) as exc:
-                    raise IntegrityError(
-                        f"{info.path} of {model_name} {names.version}: {exc}; "
-                        "refusing to write anything"
-                    ) from exc
-                paths[suffix] = path
+            paths = {
+                suffix: _download(updater, info, Path(tmp) / f"target{suffix}", cdn, names)
+                for suffix, info in infos.items()
+            }
             manifest = checked_manifest(
                 paths[MANIFEST_SUFFIX].read_bytes(),
                 paths[SIGNATURE_SUFFIX].read_bytes(),
@@ -297,3 +304,17 @@ def _target(updater: Updater, path: str, channel: str, model_name: str) -> Targe
             f"{path} in the {channel} metadata is signed for channel {info.custom.get('channel')!r}"
         )
     return info
+
+
+def _download(
+    updater: Updater, info: TargetFile, path: Path, cdn: CdnStore, names: ReleaseNames
+) -> Path:
+    """One target from the release folder; ngclient checks its signed length and hash."""
+    what = f"{info.path} of {names.model_name} {names.version}"
+    try:
+        updater.download_target(info, str(path), cdn.uri(names.folder))
+    except (tuf_errors.DownloadLengthMismatchError, tuf_errors.RepositoryError) as exc:
+        raise IntegrityError(f"{what}: {exc}; refusing to write anything") from exc
+    except tuf_errors.DownloadError as exc:
+        raise CdnError(f"downloading {what} failed: {exc}") from exc
+    return path
