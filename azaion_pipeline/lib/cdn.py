@@ -1,4 +1,4 @@
-"""The S3-compatible CDN that holds ``.big`` parts, manifests and the "current" pointer.
+"""The S3-compatible CDN that holds ``.big`` parts, manifests and the channels' TUF metadata.
 
 Large files go up as multipart uploads with parallel parts (boto3's transfer manager); botocore
 retries each request. After an upload the object's ETag is compared with the one computed locally,
