@@ -6,21 +6,16 @@ the staged objects stay for inspection (a publish that died half-way is the clea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from azaion_pipeline.lib.api_client import ApiError, AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnError, CdnStore
-from azaion_pipeline.lib.channels import ChannelMove, point_channel, release_targets
-from azaion_pipeline.lib.distribution import (
-    Artifact,
-    IntegrityError,
-    StagedRelease,
-    stage_release,
-)
-from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.channels import point_channel, release_targets
+from azaion_pipeline.lib.distribution import IntegrityError, Release, stage_release
+from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.release_manifest import ManifestError, public_key_text
-from azaion_pipeline.lib.roundtrip import RoundtripResult, verify_release
+from azaion_pipeline.lib.roundtrip import verify_release
 from azaion_pipeline.lib.tuf_repo import TufRepository
 
 # What a failed transfer or a failed check raises anywhere on the way.
@@ -31,30 +26,21 @@ class RoundtripFailed(IntegrityError):
     """The staged release did not load back to the exports; no channel moved."""
 
 
-@dataclass(frozen=True)
-class PublishedRelease:
-    staged: StagedRelease
-    roundtrip: list[RoundtripResult]
-    move: ChannelMove
-
-
 def publish_verified(
     api: AzaionApiClient,
     upload: CdnStore,
     download: CdnStore,
     repo: TufRepository,
-    artifacts: list[Artifact],
+    exports: Sequence[ExportedModel],
     *,
     signing_key: str,
     model_secret: str,
-    imgsz: int,
     image: Path | None = None,
     **stage,
-) -> PublishedRelease:
-    """``stage`` goes to ``stage_release`` (model_name, model_version, workdir, prefix ...)."""
-    expected = {a.file_name: sha256_file(a.path) for a in artifacts}  # before anything is sent
+) -> Release:
+    """``stage`` goes to ``stage_release`` (model_name, workdir, prefix, small_size_kb)."""
     staged = stage_release(
-        api, upload, artifacts, model_secret=model_secret, signing_key=signing_key, **stage
+        api, upload, exports, model_secret=model_secret, signing_key=signing_key, **stage
     )
     names, public_key = staged.names, public_key_text(signing_key)
     try:
@@ -64,10 +50,10 @@ def publish_verified(
             download,
             model_name=names.model_name,
             version=names.version,
-            expected_sha256=expected,
+            expected_sha256={e.file.path.name: e.file.sha256 for e in exports},
             model_secret=model_secret,
             public_key=public_key,
-            imgsz=imgsz,
+            imgsz=next((e.imgsz for e in exports if e.file.format == "onnx"), exports[0].imgsz),
             image=image,
             prefix=names.prefix,
         )
@@ -83,4 +69,12 @@ def publish_verified(
             f"the {repo.channel} channel did not move"
         )
     move = point_channel(repo, release_targets(upload, names, repo.channel, public_key))
-    return PublishedRelease(staged, results, move)
+    return Release(
+        version=names.version,
+        model_name=names.model_name,
+        prefix=names.prefix,
+        channel=move.channel,
+        targets_version=move.targets_version,
+        previous_version=move.previous,
+        artifacts=staged.artifacts,
+    )

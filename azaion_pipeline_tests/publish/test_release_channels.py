@@ -18,7 +18,7 @@ from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
-from azaion_pipeline.lib.distribution import Artifact, IntegrityError, ReleaseNames
+from azaion_pipeline.lib.distribution import IntegrityError, ReleaseNames
 from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
 from azaion_pipeline.lib.release_flow import publish_verified
 from azaion_pipeline.lib.tuf_repo import (
@@ -30,6 +30,7 @@ from azaion_pipeline.lib.tuf_repo import (
 )
 
 from .conftest import api_client, cdn_store
+from .test_published_model import export_record, trained_weights
 
 
 @dataclass
@@ -53,28 +54,27 @@ class Channels:
         )
 
     def publish(self, tag: str) -> tuple[str, bytes]:
-        model = os.urandom(40_000)
-        source = self.folder / f"{tag}.bin"
-        source.write_bytes(model)
-        workdir = self.folder / f"work-{tag}"
+        """A release of a random 40 kB "model" named azaion.bin; (its version, its bytes)."""
+        folder = self.folder / tag
+        folder.mkdir()
+        weights, model = folder / "best.pt", folder / "azaion.bin"
+        weights.write_bytes(tag.encode())  # other bytes, another model version
+        model.write_bytes(os.urandom(40_000))
+        workdir = folder / "work"
         workdir.mkdir()
         release = publish_verified(
             api_client(self.env),
             cdn_store(self.env, "uploader"),
             cdn_store(self.env, "downloader"),
             self.repo(),
-            [Artifact("bin", source, "azaion.bin")],
+            [export_record(model, "bin", trained_weights(weights))],
             signing_key=self.env["AZAION_SIGNING_KEY"],
             model_secret=self.env["AZAION_MODEL_KEY"],
-            imgsz=64,
             model_name=self.model,
-            model_version=tag,
-            dataset_version=None,
-            metrics={},
             workdir=workdir,
             prefix="models",
         )
-        return release.staged.names.version, model
+        return release.version, model.read_bytes()
 
     @property
     def out(self) -> Path:
@@ -306,7 +306,7 @@ def test_release_jobs_and_the_refresh_schedule_are_in_the_code_location(channels
     } <= {job.name for job in repository.get_all_jobs()}
     schedule = repository.get_schedule_def("release_metadata_refresh_schedule")
     assert schedule.job_name == "refresh_release_metadata"
-    assert "release_metadata" in repository.get_top_level_resources()
+    assert "tuf_metadata" in repository.get_top_level_resources()
 
     version, _ = channels.publish("one")
     channels.fetch()

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.automation.settings import automation_settings
-from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseMetadata
+from azaion_pipeline.defs.publish.resources import AzaionCdn, TufMetadata
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError
@@ -31,9 +31,9 @@ def roll_channel_back(
     context: dg.OpExecutionContext,
     config: RollbackConfig,
     azaion_cdn: AzaionCdn,
-    release_metadata: ReleaseMetadata,
+    tuf_metadata: TufMetadata,
 ) -> None:
-    repo = release_metadata.repository(azaion_cdn, config.model_name, config.channel, config.prefix)
+    repo = tuf_metadata.repository(azaion_cdn, config.model_name, config.channel, config.prefix)
     move = rollback_channel(repo, config.version or None)
     context.log.info(
         f"{config.model_name} {move.channel}: now {move.version} (was {move.previous}), "
@@ -54,10 +54,10 @@ def promote_canary(
     context: dg.OpExecutionContext,
     config: ReleaseConfig,
     azaion_cdn: AzaionCdn,
-    release_metadata: ReleaseMetadata,
+    tuf_metadata: TufMetadata,
 ) -> None:
     canary, stable = (
-        release_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
         for channel in ("canary", "stable")
     )
     move = promote(canary, stable)
@@ -77,10 +77,10 @@ def refresh_timestamps(
     context: dg.OpExecutionContext,
     config: ReleaseConfig,
     azaion_cdn: AzaionCdn,
-    release_metadata: ReleaseMetadata,
+    tuf_metadata: TufMetadata,
 ) -> None:
     for channel in CHANNELS:
-        repo = release_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        repo = tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
         try:
             version = repo.refresh()
         except TufError as exc:  # a channel never published has nothing to refresh

@@ -45,7 +45,7 @@ class PublishKeys(dg.ConfigurableResource):
         return public_key_text(self.signing_key)
 
 
-class ReleaseMetadata(dg.ConfigurableResource):
+class TufMetadata(dg.ConfigurableResource):
     """TUF signing keys (AZAION_TUF_{ROOT,TARGETS,SNAPSHOT,TIMESTAMP}_KEY) and expiry policy.
 
     An expiry left unset takes TufPolicy's default (timestamp 7 days, the rest 365, grace 3).
@@ -154,7 +154,7 @@ def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
             model_key=dg.EnvVar("AZAION_MODEL_KEY"),
             signing_key=dg.EnvVar("AZAION_SIGNING_KEY"),
         ),
-        "release_metadata": ReleaseMetadata(
+        "tuf_metadata": TufMetadata(
             **{f"{role}_key": dg.EnvVar(env) for role, env in KEY_ENV.items()},
             **{
                 field: float(os.environ[env])
