@@ -115,6 +115,13 @@ class TufRepository:
             raise TufError(f"{self.cdn.uri(key)} is not TUF metadata: {exc}") from exc
 
     def _sign_and_write(self, metadata: Metadata, *names: str) -> bytes:
+        """Versioned names are written once: finding one taken means another publish raced us."""
+        for name in names:
+            if name[0].isdigit() and self.cdn.exists(self.base + name):
+                raise TufError(
+                    f"{self.cdn.uri(self.base + name)} already exists: another publish or "
+                    "rollback of this channel ran at the same time; run this one again"
+                )
         metadata.sign(self.signers[metadata.signed.type])
         data = metadata.to_bytes()
         for name in names:

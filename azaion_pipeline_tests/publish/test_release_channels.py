@@ -319,3 +319,14 @@ def test_release_jobs_and_the_refresh_schedule_are_in_the_code_location(channels
     assert refreshed.success
     assert uploader.get_bytes(channels.key("canary", "timestamp.json")) != before
     assert channels.fetch().version == version
+
+
+def test_a_racing_publish_never_overwrites_signed_metadata(channels):
+    first, model = channels.publish("one")
+    uploader = cdn_store(channels.env, "uploader")
+    raced = b'{"written": "by another publish of this channel"}'
+    uploader.put_bytes(channels.key("canary", "2.targets.json"), raced)
+    with pytest.raises(TufError, match=r"2\.targets\.json already exists: another publish"):
+        channels.publish("two")
+    assert uploader.get_bytes(channels.key("canary", "2.targets.json")) == raced
+    assert channels.fetch().version == first and channels.out.read_bytes() == model
