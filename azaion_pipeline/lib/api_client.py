@@ -120,7 +120,10 @@ class AzaionApiClient:
         hardware = hardware or hardware_string()
         path = f"/resources/get/{_quote_folder(folder)}"
         body = {"filename": filename, "hardware": hardware, "password": self._password}
-        response = self._authorized("POST", path, json=body)
+        try:
+            response = self._authorized("POST", path, json=body)
+        except ApiError as exc:  # the path names only the folder; say which file failed
+            raise ApiError(f"loading {folder}/{filename}: {exc}", exc.status) from exc
         payload = response.content
         if len(payload) < IV_BYTES + BLOCK_BYTES or len(payload) % BLOCK_BYTES:
             raise ApiError(f"{path} {filename}: answer of {len(payload)} bytes is not a ciphertext")

@@ -15,6 +15,7 @@ import pytest
 
 from azaion_pipeline.defs.publish.jobs import cleanup_job, refresh_job
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
+from azaion_pipeline.lib.api_client import ApiError
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
@@ -80,9 +81,9 @@ class Channels:
     def out(self) -> Path:
         return self.folder / "device" / "azaion.bin"
 
-    def fetch(self, channel: str = "canary", cdn=None, **kwargs) -> FetchResult:
+    def fetch(self, channel: str = "canary", cdn=None, api=None, **kwargs) -> FetchResult:
         return fetch_current(
-            api_client(self.env),
+            api or api_client(self.env),
             cdn or cdn_store(self.env, "downloader"),
             state_dir=self.folder / "device-state",
             model_name=self.model,
@@ -330,3 +331,11 @@ def test_a_racing_publish_never_overwrites_signed_metadata(channels):
         channels.publish("two")
     assert uploader.get_bytes(channels.key("canary", "2.targets.json")) == raced
     assert channels.fetch().version == first and channels.out.read_bytes() == model
+
+
+def test_a_failing_api_names_the_small_part_and_the_cause(channels, injected):
+    channels.publish("one")
+    injected.fail("/resources/get/", 503)
+    with pytest.raises(ApiError, match=r"loading .*/azaion\.bin\.small: .*HTTP 503"):
+        channels.fetch(api=api_client(channels.env, retries=0))
+    assert not channels.out.exists()
