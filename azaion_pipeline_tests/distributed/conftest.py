@@ -1,0 +1,65 @@
+"""Shared fixtures: a real S3 server on loopback and small real annotated datasets on disk."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from azaion_pipeline.devserver.stack import moto_s3
+from azaion_pipeline.lib.cdn import s3_client
+from azaion_pipeline.lib.classes import ClassCatalog
+from azaion_pipeline.lib.dataset_store import DatasetStore
+from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
+from azaion_pipeline.lib.sample_data import generate_sample_data
+from azaion_pipeline.lib.settings import load_settings
+from azaion_pipeline.lib.split import DATA_YAML, data_yaml_text
+
+
+@pytest.fixture(scope="session")
+def store_env() -> Iterator[dict[str, str]]:
+    with moto_s3(f"azaion-store-{secrets.token_hex(4)}") as env:
+        yield env
+
+
+@pytest.fixture
+def dataset_store(store_env: dict[str, str]) -> DatasetStore:
+    """The uploader identity, under a prefix of its own so tests never see each other's objects."""
+    client = s3_client(
+        store_env["AZAION_CDN_ENDPOINT"],
+        store_env["AZAION_CDN_UPLOADER_KEY"],
+        store_env["AZAION_CDN_UPLOADER_SECRET"],
+        max_pool_connections=8,
+    )
+    return DatasetStore(client, store_env["AZAION_CDN_BUCKET"], f"t-{secrets.token_hex(4)}/", 8)
+
+
+@pytest.fixture(scope="session")
+def catalog() -> ClassCatalog:
+    return ClassCatalog.load(load_settings().resolved_classes_file())
+
+
+def split_folders(dataset_dir: Path, pairs: list[tuple[Path, Path]], catalog) -> Path:
+    """A version in the split-folder layout (round-robin over splits); returns its data.yaml."""
+    for index, (image, label) in enumerate(pairs):
+        split = SPLITS[index % len(SPLITS)]
+        for source, kind in ((image, IMAGES), (label, LABELS)):
+            target = dataset_dir / split / kind / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    (dataset_dir / DATA_YAML).write_text(data_yaml_text(dataset_dir, catalog.model_names()))
+    return dataset_dir / DATA_YAML
+
+
+def sample_pairs(
+    root: Path, catalog: ClassCatalog, images: int, seed: int
+) -> list[tuple[Path, Path]]:
+    layout = AzaionLayout.under(root)
+    generate_sample_data(layout, catalog, images, seed=seed, size=(64, 48))
+    pairs = []
+    for folder in (layout.data, layout.data_seed):
+        for image in sorted((folder / IMAGES).glob("*.jpg")):
+            pairs.append((image, folder / LABELS / f"{image.stem}.txt"))
+    return pairs
