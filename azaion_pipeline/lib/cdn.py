@@ -49,6 +49,7 @@ def s3_client(
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_pool_connections,  # one per thread that shares the client
+            signature_version="s3v4",  # presigned URLs too (they default to SigV2)
         ),
     )
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azaion_pipeline.services.seaweedfs import S3Server, seaweedfs_s3
 
-from azaion_pipeline.devserver.stack import moto_s3
 from azaion_pipeline.lib.cdn import s3_client
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset_store import DatasetStore
@@ -19,21 +19,17 @@ from azaion_pipeline.lib.split import DATA_YAML, data_yaml_text
 
 
 @pytest.fixture(scope="session")
-def store_env() -> Iterator[dict[str, str]]:
-    with moto_s3(f"azaion-store-{secrets.token_hex(4)}") as env:
-        yield env
+def s3_server() -> Iterator[S3Server]:
+    with seaweedfs_s3(["azaion-pipeline"]) as server:
+        yield server
 
 
 @pytest.fixture
-def dataset_store(store_env: dict[str, str]) -> DatasetStore:
+def dataset_store(s3_server: S3Server) -> DatasetStore:
     """The uploader identity, under a prefix of its own so tests never see each other's objects."""
-    client = s3_client(
-        store_env["AZAION_CDN_ENDPOINT"],
-        store_env["AZAION_CDN_UPLOADER_KEY"],
-        store_env["AZAION_CDN_UPLOADER_SECRET"],
-        max_pool_connections=8,
-    )
-    return DatasetStore(client, store_env["AZAION_CDN_BUCKET"], f"t-{secrets.token_hex(4)}/", 8)
+    who = s3_server.uploader
+    client = s3_client(s3_server.endpoint, who.access_key, who.secret_key, max_pool_connections=8)
+    return DatasetStore(client, s3_server.buckets[0], f"t-{secrets.token_hex(4)}/", 8)
 
 
 @pytest.fixture(scope="session")
