@@ -1,31 +1,27 @@
 """new_annotations_sensor tick time with 100,000 annotations already landed and 100 new.
 
 Goal: the real sensor tick (``evaluate_tick`` with its high-water-mark cursor) ≤ 2 s, for the
-local tree and for an S3 prefix (moto server on loopback). Baseline: the naive sensor that
+local tree and for an S3 prefix (SeaweedFS on loopback). Baseline: the naive sensor that
 lists everything and diffs against the set of names it has seen (kept in its cursor).
 
-moto scans and sorts the whole bucket on every ListObjectsV2 call, StartAfter or not; real
-S3 seeks to StartAfter in its index. So besides the time, the S3 lines print what the tick
-transferred (list calls, keys), which is what it costs on real S3.
+Besides the time, the S3 lines print what each side transferred (list calls, keys), which is
+what it costs on a remote S3. ``BENCH_SENSOR_EXISTING`` shrinks the seeded count (seeding goes
+over HTTP, about a thousand objects a second here).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
-import math
 import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-EXISTING = 100_000
+EXISTING = int(os.environ.get("BENCH_SENSOR_EXISTING", 100_000))
 NEW = 100
 GOAL_S = 2.0
-ACCOUNT = "123456789012"
-NAIVE_PAGES_TIMED = 10
+SEED_THREADS = 16
 
 
 def _tick(instance, resources, cursor):
@@ -114,80 +110,74 @@ def bench_local(instance, tmp: Path) -> None:
     )
 
 
+def _seed(client, bucket: str) -> set[str]:
+    """EXISTING annotations (two objects each) in dated batch folders; returns their keys."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(i: int) -> tuple[str, str]:
+        stamp = f"202611{1 + i // 86400:02d}T{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}Z"
+        folder = f"landing/{stamp}-old/data"
+        image, label = f"{folder}/images/{i:06d}.jpg", f"{folder}/labels/{i:06d}.txt"
+        client.put_object(Bucket=bucket, Key=image, Body=b"jpg")
+        client.put_object(Bucket=bucket, Key=label, Body=b"0 .5 .5 .1 .1")
+        return image, label
+
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        return {key for pair in pool.map(put, range(EXISTING), chunksize=256) for key in pair}
+
+
 def bench_s3(instance) -> None:
     import boto3
-    from moto.s3.models import s3_backends
-    from moto.server import ThreadedMotoServer
 
     from azaion_pipeline.defs.automation.resources import LandingResource
     from azaion_pipeline.defs.resources import AzaionStorage
     from azaion_pipeline.lib.landing import LandingCursor
+    from azaion_pipeline.services.seaweedfs import REGION, seaweedfs_s3
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+    bucket = "azaion-landing"
+    with seaweedfs_s3([bucket]) as server:
+        # The sensor reads with the default AWS credentials: the read-only identity.
+        os.environ["AWS_ACCESS_KEY_ID"] = server.downloader.access_key
+        os.environ["AWS_SECRET_ACCESS_KEY"] = server.downloader.secret_key
+        os.environ["AWS_DEFAULT_REGION"] = REGION
         boto3.setup_default_session()
-        client = boto3.client("s3", endpoint_url=endpoint)
-        bucket = "azaion-landing"
-        client.create_bucket(Bucket=bucket)
-        # Seeding 200k objects over HTTP would take minutes: write them into the in-process
-        # moto backend; every listing below still goes over HTTP like a real client's.
-        backend = s3_backends[ACCOUNT]["global"]
+        writer = server.uploader.client(server.endpoint, max_pool_connections=SEED_THREADS)
         started = time.perf_counter()
-        for i in range(EXISTING):
-            stamp = (
-                f"202611{1 + i // 86400:02d}T{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}Z"
-            )
-            folder = f"landing/{stamp}-old/data"
-            backend.put_object(bucket, f"{folder}/images/{i:06d}.jpg", b"jpg")
-            backend.put_object(bucket, f"{folder}/labels/{i:06d}.txt", b"0 .5 .5 .1 .1")
-        last_key = max(backend.get_bucket(bucket).keys.keys())
+        seen = _seed(writer, bucket)
         print(f"s3: seeded {EXISTING} annotations in {time.perf_counter() - started:.1f} s")
         resources = {
             "storage": AzaionStorage(root_dir=tempfile.mkdtemp(prefix="bench-empty-")),
             "landing": LandingResource(
-                quiet_seconds=0, s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=endpoint
+                quiet_seconds=0, s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=server.endpoint
             ),
         }
         # The existing objects were taken by earlier ticks: the mark sits on the last one.
-        # (A first tick over 200k keys on moto takes minutes: every page re-sorts the bucket.)
-        zone = f"s3://{bucket}/landing"
-        cursor = LandingCursor(marks={zone: last_key}).dumps()
+        cursor = LandingCursor(marks={f"s3://{bucket}/landing": max(seen)}).dumps()
         for i in range(NEW):
             folder = "landing/20261123T120000Z-new/data"
-            client.put_object(Bucket=bucket, Key=f"{folder}/images/n{i}.jpg", Body=b"jpg")
-            client.put_object(Bucket=bucket, Key=f"{folder}/labels/n{i}.txt", Body=b"0")
+            writer.put_object(Bucket=bucket, Key=f"{folder}/images/n{i}.jpg", Body=b"jpg")
+            writer.put_object(Bucket=bucket, Key=f"{folder}/labels/n{i}.txt", Body=b"0")
         # The sensor makes its own client from the default session: count what it lists.
         tick_listed = _count_listings(boto3.DEFAULT_SESSION.events)
         tick_s, result = _tick(instance, resources, cursor)
         assert result.run_requests[0].tags["azaion/new"] == str(NEW), result.run_requests
 
-        # The naive sensor lists the whole prefix and diffs against what it saw. On moto every
-        # page re-sorts the bucket (~1 s here), so time the first pages and scale to all pages.
-        naive_listed = _count_listings(client.meta.events)
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="landing/")
+        # The naive sensor lists the whole prefix and diffs against the names it saw.
+        reader = server.downloader.client(server.endpoint)
+        naive_listed = _count_listings(reader.meta.events)
         started = time.perf_counter()
-        for page in itertools.islice(pages, NAIVE_PAGES_TIMED):
-            page.get("Contents", [])
-        per_page_s = (time.perf_counter() - started) / naive_listed["calls"]
-        all_pages = math.ceil(2 * (EXISTING + NEW) / 1000)
-        baseline_s = per_page_s * all_pages
+        pages = reader.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="landing/")
+        listed = {item["Key"] for page in pages for item in page.get("Contents", [])}
+        new_keys = listed - seen
+        baseline_s = time.perf_counter() - started
+        assert len(new_keys) == 2 * NEW
         _report(
             f"s3 {EXISTING}+{NEW}",
             tick_s,
             baseline_s,
             f"; tick: {tick_listed['calls']} list calls returning {tick_listed['keys']} keys; "
-            f"naive: {all_pages} list calls returning {2 * (EXISTING + NEW)} keys "
-            f"(first {naive_listed['calls']} timed, {per_page_s:.2f} s each)",
+            f"naive: {naive_listed['calls']} list calls returning {naive_listed['keys']} keys",
         )
-    finally:
-        server.stop()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # Modules under azaion_pipeline.cli that each define ``register(subparsers)``; the
@@ -19,8 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the local services a command started are stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.handler(args) or 0
     except KeyboardInterrupt:

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"run config {args.config} does not exist")
     run_config = yaml.safe_load(args.config.read_text()) or {}
 
-    # The reference Azaion API and S3 (moto) that publishing talks to, for this run only.
+    # The reference Azaion API and S3 (SeaweedFS) that publishing talks to, for this run only.
     with local_services(enabled=True) as service_env:
         # Resources read their secrets through dg.EnvVar when the run starts.
         os.environ.update(service_env)

@@ -2,7 +2,7 @@
 
 Writes ``configs/dagster.yaml`` into ``$DAGSTER_HOME`` (default ``./.dagster_home``) with the
 `gpu` pool sized to ``AZAION_GPU_COUNT`` (default 1), starts the reference Azaion API and
-S3 (moto) on loopback, and runs ``dagster dev`` with their settings in the environment.
+S3 (SeaweedFS) on loopback, and runs ``dagster dev`` with their settings in the environment.
 """
 
 from __future__ import annotations
@@ -104,5 +104,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             return process.wait()
         except KeyboardInterrupt:
-            # dagster dev got the same SIGINT and shuts its webserver and daemon down itself.
-            return process.wait()
+            # After Ctrl-C dagster dev got the same SIGINT and shuts down by itself; after a
+            # SIGTERM sent to this process only, it is told here.
+            try:
+                return process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                return process.wait()

@@ -1,10 +1,13 @@
-"""Shared fixtures: an Azaion tree in tmp_path, an instance, a moto S3 server on loopback."""
+"""Shared fixtures: an Azaion tree in tmp_path, an instance, a SeaweedFS S3 server on loopback."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -12,8 +15,10 @@ import pytest
 from azaion_pipeline.defs.automation.resources import LandingResource
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.services.seaweedfs import REGION, S3Server, seaweedfs_s3
 
 LABEL = "0 0.5 0.5 0.2 0.2\n"
+LANDING_BUCKET = "azaion-landing"
 
 
 def write_annotation(area_dir: Path, name: str | None = None, label: str = LABEL) -> str:
@@ -56,25 +61,36 @@ def sensor_resources(layout):
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real S3 API over HTTP on 127.0.0.1 (moto's server mode)."""
-    from moto.server import ThreadedMotoServer
+def landing_server() -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on 127.0.0.1 with a landing bucket."""
+    with seaweedfs_s3([LANDING_BUCKET]) as server:
+        yield server
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+
+@dataclass(frozen=True)
+class S3Landing:
+    writer: Any  # the uploader's client: the Azaion side that lands batches
+    reader: Any  # the downloader's client: the pipeline only reads the landing zone
+    bucket: str
+    prefix: str  # one per test, so tests sharing the server never see each other's batches
+    endpoint: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint):
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
-    bucket = f"landing-{uuid.uuid4().hex[:8]}"
-    client.create_bucket(Bucket=bucket)
-    return client, bucket
+def s3_landing(landing_server, monkeypatch) -> S3Landing:
+    # LandingResource takes credentials from the standard AWS chain: the read-only identity.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", landing_server.downloader.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", landing_server.downloader.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    endpoint = landing_server.endpoint
+    return S3Landing(
+        writer=landing_server.uploader.client(endpoint),
+        reader=landing_server.downloader.client(endpoint),
+        bucket=LANDING_BUCKET,
+        prefix=f"landing-{uuid.uuid4().hex[:8]}",
+        endpoint=endpoint,
+    )

@@ -133,24 +133,24 @@ def land(request, resources) -> None:
 
 
 def test_s3_batches_land_in_the_local_tree_then_ingest(
-    instance, layout, sensor_resources, s3_bucket, s3_endpoint
+    instance, layout, sensor_resources, s3_landing
 ):
-    client, bucket = s3_bucket
+    client, bucket, zone = s3_landing.writer, s3_landing.bucket, s3_landing.prefix
     kept = write_annotation(layout.data)
-    put_batch(client, bucket, "landing/20261123T100000Z-a/data", ["a1", "a2"])
-    resources = sensor_resources(s3_uri=f"s3://{bucket}/landing", s3_endpoint_url=s3_endpoint)
+    put_batch(client, bucket, f"{zone}/20261123T100000Z-a/data", ["a1", "a2"])
+    resources = sensor_resources(s3_uri=s3_landing.uri, s3_endpoint_url=s3_landing.endpoint)
     first = tick(instance, resources)
     # The local tree's own batch goes to ingest; the S3 batch first lands in the local tree.
     by_job = {r.job_name: r for r in first.run_requests}
     assert set(by_job) == {"ingest_job", "land_s3_batch_job"}
-    assert by_job["land_s3_batch_job"].tags["azaion/landing"] == f"s3://{bucket}/landing"
+    assert by_job["land_s3_batch_job"].tags["azaion/landing"] == s3_landing.uri
     assert by_job["land_s3_batch_job"].tags["azaion/new"] == "2"
     land(by_job["land_s3_batch_job"], resources)
     assert (layout.data / "labels" / "a1.txt").read_text() == "0 .5 .5 .1 .1"
 
-    put_batch(client, bucket, "landing/20261123T110000Z-b/data", ["b1"])
-    put_batch(client, bucket, "landing/20261123T110000Z-b/data_deleted", [kept])
-    client.put_object(Bucket=bucket, Key="landing/README.txt", Body=b"not an annotation")
+    put_batch(client, bucket, f"{zone}/20261123T110000Z-b/data", ["b1"])
+    put_batch(client, bucket, f"{zone}/20261123T110000Z-b/data_deleted", [kept])
+    client.put_object(Bucket=bucket, Key=f"{zone}/README.txt", Body=b"not an annotation")
     second = tick(instance, resources, cursor=first.cursor)
     by_job = {r.job_name: r for r in second.run_requests}
     # a1 and a2, now on local disk, are ingested; batch b lands.
@@ -169,14 +169,15 @@ def test_s3_batches_land_in_the_local_tree_then_ingest(
     assert tick(instance, resources, cursor=third.cursor).run_requests == []
 
 
-def test_s3_listing_starts_after_the_mark(s3_bucket):
-    client, bucket = s3_bucket
-    put_batch(client, bucket, "p/20261123T100000Z-a/data", [f"old{i}" for i in range(5)])
-    zone = S3LandingZone.from_uri(client, f"s3://{bucket}/p")
+def test_s3_listing_starts_after_the_mark(s3_landing):
+    client, bucket, prefix = s3_landing.writer, s3_landing.bucket, s3_landing.prefix
+    put_batch(client, bucket, f"{prefix}/20261123T100000Z-a/data", [f"old{i}" for i in range(5)])
+    reader = s3_landing.reader
+    zone = S3LandingZone.from_uri(reader, s3_landing.uri)
     first = look(zone, None, quiet_seconds=0)
-    put_batch(client, bucket, "p/20261123T120000Z-b/data-seed", ["new"])
+    put_batch(client, bucket, f"{prefix}/20261123T120000Z-b/data-seed", ["new"])
     calls = []
-    client.meta.events.register(
+    reader.meta.events.register(
         "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(params)
     )
     second = look(zone, first.mark, quiet_seconds=0)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real local stack (reference API + moto S3 over HTTP), fault injection, exports."""
+"""Shared fixtures: the real local stack (reference API + SeaweedFS S3 over HTTP), fault injection, exports."""
 
 from __future__ import annotations
 

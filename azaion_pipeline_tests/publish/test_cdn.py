@@ -1,4 +1,4 @@
-"""The S3 CDN over real HTTP (moto server): enforced read/write split, retried multipart, no orphans."""
+"""The S3 CDN over real HTTP (SeaweedFS): enforced read/write split, retried multipart, no orphans."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ class AutomationSettings(BaseSettings):
         default=None, description="s3://bucket/prefix to watch besides the local tree."
     )
     landing_s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint for MinIO/moto; AWS when unset."
+        default=None, description="S3 endpoint for SeaweedFS/MinIO; AWS when unset."
     )
     landing_quiet_seconds: float = Field(
         default=30.0, description="A batch is taken once nothing landed for this long."
