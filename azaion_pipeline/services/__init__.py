@@ -1,0 +1,1 @@
+"""How each outside system starts locally (broker, S3, Postgres): one place per service."""
