@@ -7,13 +7,14 @@ its objects are there. A worker that cannot see the Azaion root pulls a version 
 cache (objects keyed by sha256, only what it lacks, in parallel, verified, atomic) and
 materialises it for ultralytics:
 
-    {cache}/objects/sha256/ab/abcd...                   the objects
-    {cache}/pairs/images/{pair}.jpg, labels/{pair}.txt  hard links, {pair} = hash(image, label)
+    {cache}/objects/sha256/ab/abcd...                         the objects
+    {cache}/pairs/{split}/images/{pair}.jpg, labels/{pair}.txt  hard links, {pair} = hash(image, label)
     {cache}/versions/{version}/{train,valid,test}.txt + data.yaml
 
 A pair's file names change whenever its image or label bytes do, so ultralytics' labels.cache
-(keyed by paths and total size) can never serve old labels for a label edited to the same size,
-and pairs shared by several versions are linked once.
+(``pairs/{split}/labels.cache``, keyed by paths and sizes) can never serve old labels for a label
+edited to the same size, and pairs shared by several versions are linked once. A pair's split
+never changes (it is fixed by the source name), so each split keeps one cache.
 
 Weights and exports use the same objects (``put_file`` / ``fetch_file``), so a step on another
 machine finds them by sha256.
@@ -211,11 +212,12 @@ class NodeCache:
 
     def materialise(self, manifest: VersionManifest) -> Path:
         """Image lists and data.yaml for ``manifest`` (whose objects must be here); returns data.yaml."""
-        pairs = self.root / "pairs"
-        (pairs / IMAGES).mkdir(parents=True, exist_ok=True)
-        (pairs / LABELS).mkdir(parents=True, exist_ok=True)
         lists: dict[str, list[str]] = {split: [] for split in SPLITS}
+        for split in SPLITS:
+            for kind in (IMAGES, LABELS):
+                (self.root / "pairs" / split / kind).mkdir(parents=True, exist_ok=True)
         for entry in manifest.entries:
+            pairs = self.root / "pairs" / entry.split
             image = pairs / IMAGES / f"{entry.pair}{Path(entry.name).suffix.lower()}"
             label = pairs / LABELS / f"{entry.pair}.txt"
             if not label.exists():  # the label goes last: a pair with a label is complete

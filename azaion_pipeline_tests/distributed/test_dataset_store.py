@@ -130,7 +130,7 @@ def test_a_label_edited_to_the_same_size_trains_on_the_new_labels(tmp_path, data
     v1_dir = tmp_path / "v1"
     push(dataset_store, split_folders(v1_dir, pairs, catalog), "v1")
     before = train_labels("v1")
-    assert (cache.root / "pairs" / "labels.cache").exists()
+    assert (cache.root / "pairs" / "train" / "labels.cache").exists()
 
     # Edit one train label in place: class 0 <-> 1 on its first box, same byte size.
     label = next(
