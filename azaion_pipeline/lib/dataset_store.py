@@ -258,16 +258,19 @@ class DatasetStore:
             ),
         )
 
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}{relative}"
+
     def object_key(self, sha256: str) -> str:
-        return f"{self.prefix}objects/sha256/{sha256[:2]}/{sha256}"
+        return self.key(f"objects/sha256/{sha256[:2]}/{sha256}")
 
     def manifest_key(self, version: str) -> str:
-        return f"{self.prefix}versions/{version}.json"
+        return self.key(f"versions/{version}.json")
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def _has(self, key: str) -> bool:
+    def has(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
             return True
@@ -317,7 +320,7 @@ class DatasetStore:
     def put_file(self, path: Path, sha256: str | None = None) -> str:
         """Uploads one file as an object unless the store has it; returns its sha256."""
         sha256 = sha256 or sha256_file(path)
-        if not self._has(self.object_key(sha256)):
+        if not self.has(self.object_key(sha256)):
             self._put(self.object_key(sha256), path.read_bytes())
         return sha256
 
@@ -349,7 +352,7 @@ class DatasetStore:
         candidates = sorted(set(needed) - known)
 
         def upload(sha256: str) -> int | None:
-            if self._has(self.object_key(sha256)):
+            if self.has(self.object_key(sha256)):
                 return None
             data = files[sha256].read_bytes()
             self._put(self.object_key(sha256), data)
@@ -360,12 +363,12 @@ class DatasetStore:
             for sha256, path in files.items():
                 cache.adopt(path, sha256)
         self._put(self.manifest_key(manifest.version), manifest.model_dump_json().encode())
-        self._put(f"{self.prefix}versions/LATEST", manifest.version.encode())
+        self._put(self.key("versions/LATEST"), manifest.version.encode())
         return Transfer(objects=len(needed), transferred=len(sent), bytes=sum(sent))
 
     def _objects_of_latest(self) -> set[str]:
         try:
-            latest = self.get_bytes(f"{self.prefix}versions/LATEST").decode()
+            latest = self.get_bytes(self.key("versions/LATEST")).decode()
         except StoreError:
             return set()
         return set(self.load_manifest(latest).objects())

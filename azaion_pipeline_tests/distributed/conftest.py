@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azaion_pipeline.services.seaweedfs import S3Server, seaweedfs_s3
 
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.cdn import s3_client
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset_store import DatasetStore
@@ -16,12 +16,26 @@ from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import load_settings
 from azaion_pipeline.lib.split import DATA_YAML, data_yaml_text
+from azaion_pipeline.services.seaweedfs import S3Server, seaweedfs_s3
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     with seaweedfs_s3(["azaion-pipeline"]) as server:
         yield server
+
+
+@pytest.fixture
+def pipeline_store(s3_server: S3Server) -> PipelineStore:
+    """The resource the workers use, on its own prefix and with the uploader identity."""
+    return PipelineStore(
+        endpoint_url=s3_server.endpoint,
+        bucket=s3_server.buckets[0],
+        access_key=s3_server.uploader.access_key,
+        secret_key=s3_server.uploader.secret_key,
+        prefix=f"t-{secrets.token_hex(4)}/",
+        workers=8,
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""The object store that lets a step run on a machine without the Azaion root.
+
+Dataset objects and version manifests, records, weights and exports live there by sha256
+(``lib/dataset_store.py``); each machine keeps a node-local cache of what it pulled. Without a
+bucket the store is off and everything stays on the local root (one host, or a shared volume).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from azaion_pipeline.lib.cdn import s3_client
+from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache
+
+
+class PipelineStore(dg.ConfigurableResource):
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint; None = AWS.")
+    bucket: str | None = Field(default=None, description="None: no store, one shared root.")
+    access_key: str | None = None
+    secret_key: str | None = None
+    region: str = "us-east-1"
+    prefix: str = Field(default="", description="Key prefix inside the bucket (ends with /).")
+    cache_dir: str | None = Field(
+        default=None, description="Node-local cache; default {Azaion root}/node-cache."
+    )
+    workers: int = Field(default=16, ge=1, description="Parallel transfers of one sync.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket)
+
+    def objects(self) -> DatasetStore:
+        if not self.enabled:
+            raise RuntimeError("no object store configured (AZAION_STORE_BUCKET)")
+        client = s3_client(
+            self.endpoint_url,
+            self.access_key or "",
+            self.secret_key or "",
+            self.region,
+            max_pool_connections=self.workers,
+        )
+        return DatasetStore(client, self.bucket, self.prefix, self.workers)
+
+    def node_cache(self, root_dir: str | Path) -> NodeCache:
+        return NodeCache(self.cache_dir or Path(root_dir) / "node-cache")
