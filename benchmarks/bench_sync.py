@@ -28,7 +28,8 @@ def write_pairs(folder: Path, start: int, count: int, rng: random.Random) -> lis
         split = ("train", "valid", "test")[index % 3]
         image, label = folder / f"{index:06d}.jpg", folder / f"{index:06d}.txt"
         image.write_bytes(rng.randbytes(rng.randint(*IMAGE_BYTES)))
-        label.write_text(f"{index % 17} 0.5 0.5 0.{rng.randint(10, 99)} 0.25\n")
+        boxes = (f"{index % 17} {rng.random():.6f} {rng.random():.6f} 0.1 0.1" for _ in range(2))
+        label.write_text("\n".join(boxes) + "\n")  # real labels are (almost) all distinct
         pairs.append((split, image, label))
     return pairs
 
@@ -46,10 +47,9 @@ def sequential_pull(store, version: str, cache) -> int:
 
 
 def main() -> None:
-    from azaion_pipeline.services.seaweedfs import seaweedfs_s3
-
     from azaion_pipeline.lib.cdn import s3_client
     from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, build_manifest
+    from azaion_pipeline.services.seaweedfs import seaweedfs_s3
 
     names = {i: f"Class-{i}" for i in range(80)}
     rng = random.Random(0)

@@ -174,7 +174,8 @@ class NodeCache:
         return self.root / "objects" / "sha256" / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        return self.object_path(sha256).exists()
+        # Plain strings: this runs once per object of a version, pathlib would triple the cost.
+        return os.path.exists(f"{self.root}/objects/sha256/{sha256[:2]}/{sha256}")
 
     def adopt(self, path: Path, sha256: str) -> None:
         """Registers a local file under its hash (a hard link: no bytes copied on one disk)."""
@@ -217,13 +218,13 @@ class NodeCache:
             for kind in (IMAGES, LABELS):
                 (self.root / "pairs" / split / kind).mkdir(parents=True, exist_ok=True)
         for entry in manifest.entries:
-            pairs = self.root / "pairs" / entry.split
-            image = pairs / IMAGES / f"{entry.pair}{Path(entry.name).suffix.lower()}"
-            label = pairs / LABELS / f"{entry.pair}.txt"
-            if not label.exists():  # the label goes last: a pair with a label is complete
+            pair, pairs = entry.pair, f"{self.root}/pairs/{entry.split}"
+            image = f"{pairs}/{IMAGES}/{pair}{os.path.splitext(entry.name)[1].lower()}"
+            label = f"{pairs}/{LABELS}/{pair}.txt"
+            if not os.path.exists(label):  # the label goes last: a pair with a label is complete
                 link_or_copy(self.object_path(entry.image_sha256), image)
                 link_or_copy(self.object_path(entry.label_sha256), label)
-            lists[entry.split].append(str(image))
+            lists[entry.split].append(image)
         version_dir = self.root / "versions" / manifest.version
         version_dir.mkdir(parents=True, exist_ok=True)
         for split, images in lists.items():
