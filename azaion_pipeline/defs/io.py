@@ -11,6 +11,7 @@ the record, so overlapping runs cannot pair one run's model with another run's d
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
@@ -20,6 +21,23 @@ from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.records import Record, dump_record, load_record
 
 RECORD_PATH_KEY = "record_path"
+R = TypeVar("R", bound=Record)
+
+
+def _store_key(uri: str, store: PipelineStore) -> str:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not store.enabled or bucket != store.bucket:
+        raise dg.Failure(description=f"record {uri} is not in this pipeline store's bucket")
+    return key
+
+
+def read_record_text(location: str, store: PipelineStore) -> str | None:
+    """The stored JSON at ``location`` (an s3:// URI in the store, or a path); None if absent."""
+    if location.startswith("s3://"):
+        objects, key = store.objects(), _store_key(location, store)
+        return objects.get_bytes(key).decode() if objects.has(key) else None
+    path = Path(location)
+    return path.read_text() if path.exists() else None
 
 
 class RecordIOManager(dg.ConfigurableIOManager):
@@ -28,38 +46,23 @@ class RecordIOManager(dg.ConfigurableIOManager):
     root_dir: str
     store: PipelineStore = Field(default_factory=PipelineStore)
 
-    @staticmethod
-    def _relative(asset_key: dg.AssetKey, run_id: str) -> str:
-        return str(PurePosixPath("manifests", "records", *asset_key.path, f"{run_id}.json"))
-
     def _location(self, asset_key: dg.AssetKey, run_id: str) -> str:
         """An s3:// URI with the store on, else a local path."""
-        relative = self._relative(asset_key, run_id)
+        relative = str(PurePosixPath("manifests", "records", *asset_key.path, f"{run_id}.json"))
         if self.store.enabled:
             objects = self.store.objects()
             return objects.uri(objects.key(relative))
         return str(Path(self.root_dir).absolute() / relative)
 
-    def _write(self, location: str, text: str) -> None:
+    def write(self, asset_key: dg.AssetKey, run_id: str, record: Record) -> str:
+        """Store ``record`` as ``asset_key``'s output of run ``run_id``; returns its location."""
+        location, text = self._location(asset_key, run_id), dump_record(record)
         if location.startswith("s3://"):
-            self.store.objects().put_bytes(self._key_of(location), text.encode())
+            self.store.objects().put_bytes(_store_key(location, self.store), text.encode())
         else:
-            path = Path(location)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, text.encode())
-
-    def _read(self, location: str) -> str | None:
-        if location.startswith("s3://"):
-            objects, key = self.store.objects(), self._key_of(location)
-            return objects.get_bytes(key).decode() if objects.has(key) else None
-        path = Path(location)
-        return path.read_text() if path.exists() else None
-
-    def _key_of(self, uri: str) -> str:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        if bucket != self.store.bucket:
-            raise dg.Failure(description=f"record {uri} is not in this store's bucket")
-        return key
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(Path(location), text.encode())
+        return location
 
     def handle_output(self, context: dg.OutputContext, obj: Record | None) -> None:
         if obj is None:  # an optional output that was skipped
@@ -69,34 +72,41 @@ class RecordIOManager(dg.ConfigurableIOManager):
                 description=f"{context.asset_key.to_user_string()} returned a "
                 f"{type(obj).__name__}, not a Record"
             )
-        location = self._location(context.asset_key, context.run_id)
-        self._write(location, dump_record(obj))
+        location = self.write(context.asset_key, context.run_id, obj)
         context.add_output_metadata({RECORD_PATH_KEY: dg.MetadataValue.path(location)})
 
     def load_input(self, context: dg.InputContext) -> Record:
         asset_key = context.asset_key
-        # The run that produced the upstream (this run, or the parent of a re-execution).
-        producer_run = context.upstream_output.run_id if context.upstream_output else None
-        text = self._read(self._location(asset_key, producer_run)) if producer_run else None
-        if text is None:
-            text = self._read(self._latest_record_location(context, asset_key))
-        if text is None:
-            raise dg.Failure(
-                description=f"the record of '{asset_key.to_user_string()}' is gone from its store"
-            )
         expected = context.dagster_type.typing_type
         expected = expected if isinstance(expected, type) and issubclass(expected, Record) else None
-        return load_record(text, expected)
-
-    @staticmethod
-    def _latest_record_location(context: dg.InputContext, asset_key: dg.AssetKey) -> str:
-        event = context.instance.get_latest_materialization_event(asset_key)
-        metadata = (
-            event.asset_materialization.metadata if event and event.asset_materialization else {}
+        # The run that produced the upstream (this run, or the parent of a re-execution).
+        producer_run = context.upstream_output.run_id if context.upstream_output else None
+        same_run = (
+            read_record_text(self._location(asset_key, producer_run), self.store)
+            if producer_run
+            else None
         )
-        if RECORD_PATH_KEY not in metadata:
+        if same_run is not None:
+            return load_record(same_run, expected)
+        record = latest_record(context.instance, asset_key, expected or Record, self.store)
+        if record is None:
             raise dg.Failure(
                 description=f"'{asset_key.to_user_string()}' has no stored record; "
                 "materialize it first."
             )
-        return str(metadata[RECORD_PATH_KEY].value)
+        return record
+
+
+def latest_record(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey | str,
+    expected: type[R],
+    store: PipelineStore | None = None,
+) -> R | None:
+    """The record of ``asset_key``'s latest materialization, or None when it has none."""
+    event = instance.get_latest_materialization_event(dg.AssetKey.from_coercible(asset_key))
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if RECORD_PATH_KEY not in metadata:
+        return None
+    text = read_record_text(str(metadata[RECORD_PATH_KEY].value), store or PipelineStore())
+    return load_record(text, expected) if text is not None else None
