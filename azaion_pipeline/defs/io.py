@@ -2,7 +2,8 @@
 
 A record is written once per run and asset to ``manifests/records/{asset}/{run_id}.json``: under
 the Azaion root, or, when the pipeline store is configured, at that key in the object store, so
-a step on another machine reads it. Its location is recorded in the materialization metadata. A
+a step on another machine reads it; the files it names then go to the store too, and a reader
+that lacks them gets node-cache copies (``lib/portable.py``). Its location is recorded in the materialization metadata. A
 downstream step reads the record its own run wrote when the upstream ran in the same run;
 otherwise the one of the upstream's latest materialization. Either way lineage travels inside
 the record, so overlapping runs cannot pair one run's model with another run's dataset.
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.files import write_atomic
+from azaion_pipeline.lib.portable import localise, share
 from azaion_pipeline.lib.records import Record, dump_record, load_record
 
 RECORD_PATH_KEY = "record_path"
@@ -72,6 +74,8 @@ class RecordIOManager(dg.ConfigurableIOManager):
                 description=f"{context.asset_key.to_user_string()} returned a "
                 f"{type(obj).__name__}, not a Record"
             )
+        if self.store.enabled:  # the files it names go first: a record never points at nothing
+            share(obj, self.store.objects(), self.store.node_cache(self.root_dir))
         location = self.write(context.asset_key, context.run_id, obj)
         context.add_output_metadata({RECORD_PATH_KEY: dg.MetadataValue.path(location)})
 
@@ -86,14 +90,18 @@ class RecordIOManager(dg.ConfigurableIOManager):
             if producer_run
             else None
         )
-        if same_run is not None:
-            return load_record(same_run, expected)
-        record = latest_record(context.instance, asset_key, expected or Record, self.store)
+        record = (
+            load_record(same_run, expected)
+            if same_run is not None
+            else latest_record(context.instance, asset_key, expected or Record, self.store)
+        )
         if record is None:
             raise dg.Failure(
                 description=f"'{asset_key.to_user_string()}' has no stored record; "
                 "materialize it first."
             )
+        if self.store.enabled:  # on another machine: fetch (or sync) what the record names
+            return localise(record, self.store.objects(), self.store.node_cache(self.root_dir))
         return record
 
 

@@ -321,8 +321,12 @@ class DatasetStore:
     def put_file(self, path: Path, sha256: str | None = None) -> str:
         """Uploads one file as an object unless the store has it; returns its sha256."""
         sha256 = sha256 or sha256_file(path)
-        if not self.has(self.object_key(sha256)):
-            self._put(self.object_key(sha256), path.read_bytes())
+        key = self.object_key(sha256)
+        if not self.has(key):
+            try:  # boto3's transfer manager: multipart for large weights and engines
+                self.client.upload_file(str(path), self.bucket, key)
+            except (BotoCoreError, ClientError) as exc:
+                raise StoreError(f"uploading {path.name} to {self.uri(key)} failed: {exc}") from exc
         return sha256
 
     def fetch_file(self, sha256: str, name: str, cache: NodeCache) -> Path:
