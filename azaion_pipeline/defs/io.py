@@ -19,7 +19,7 @@ from pydantic import Field
 
 from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.files import write_atomic
-from azaion_pipeline.lib.portable import localise, share
+from azaion_pipeline.lib.portable import Localiser, share
 from azaion_pipeline.lib.records import Record, dump_record, load_record
 
 RECORD_PATH_KEY = "record_path"
@@ -101,7 +101,8 @@ class RecordIOManager(dg.ConfigurableIOManager):
                 "materialize it first."
             )
         if self.store.enabled:  # on another machine: fetch (or sync) what the record names
-            return localise(record, self.store.objects(), self.store.node_cache(self.root_dir))
+            cache = self.store.node_cache(self.root_dir)
+            return Localiser(self.store.objects(), cache, Path(self.root_dir))(record)
         return record
 
 

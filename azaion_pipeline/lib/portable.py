@@ -1,10 +1,11 @@
 """The files a record points at, made reachable on another machine through the object store.
 
 ``share`` runs where a record is produced: it uploads the files it names (dataset version,
-weights, export) unless the store has them. ``localise`` runs where a record is consumed: each
-path that does not exist on this machine is replaced by the node-cache copy, fetched by sha256
-(a dataset version is synced: only the objects the node lacks). Paths that exist are kept:
-every path a record names is content-addressed, so the same path holds the same bytes.
+weights, export) unless the store has them. A ``Localiser`` runs where a record is consumed:
+each path outside this worker's own Azaion root and node cache is replaced by the node-cache
+copy, fetched by sha256 (a dataset version is synced: only the objects the node lacks). A path
+under another root is never read even when it happens to be visible (one host, or a stray
+mount): a worker reads only what it owns or fetched and verified.
 """
 
 from __future__ import annotations
@@ -40,36 +41,42 @@ def share(record: Record, store: DatasetStore, cache: NodeCache) -> None:
         share(record.engine, store, cache)
 
 
-def _dataset_yaml(version: str, data_yaml: Path, store: DatasetStore, cache: NodeCache) -> Path:
-    if data_yaml.exists():
-        return data_yaml
-    node_yaml, pulled = store.pull_version(version, cache)
-    log.info("dataset %s synced into %s: %s", version, cache.root, pulled)
-    return node_yaml
+class Localiser:
+    """Makes records usable by a worker whose own files are under ``root`` and ``cache``."""
 
+    def __init__(self, store: DatasetStore, cache: NodeCache, root: Path):
+        self.store, self.cache = store, cache
+        self.own = (Path(root).absolute(), cache.root)
 
-def _file(path: Path, sha256: str, store: DatasetStore, cache: NodeCache) -> Path:
-    return path if path.exists() else store.fetch_file(sha256, path.name, cache)
+    def _owned(self, path: Path) -> bool:
+        return any(path.is_relative_to(own) for own in self.own) and path.exists()
 
+    def _dataset_yaml(self, version: str, data_yaml: Path) -> Path:
+        if self._owned(data_yaml):
+            return data_yaml
+        node_yaml, pulled = self.store.pull_version(version, self.cache)
+        log.info("dataset %s synced into %s: %s", version, self.cache.root, pulled)
+        return node_yaml
 
-def localise(record: R, store: DatasetStore, cache: NodeCache) -> R:
-    """``record`` with every path usable on this machine."""
-    update: dict = {}
-    if isinstance(record, DatasetVersion):
-        update["data_yaml"] = _dataset_yaml(record.version, record.data_yaml, store, cache)
-    elif isinstance(record, TrainedWeights):
-        update["weights_path"] = _file(record.weights_path, record.weights_sha256, store, cache)
-        update["data_yaml"] = _dataset_yaml(record.dataset_version, record.data_yaml, store, cache)
-    elif isinstance(record, ExportedModel):
-        file = record.file.model_copy(
-            update={"path": _file(record.file.path, record.file.sha256, store, cache)}
-        )
-        update = {"file": file, "source": localise(record.source, store, cache)}
-    elif isinstance(record, TensorrtExport) and record.engine:
-        update["engine"] = localise(record.engine, store, cache)
-    elif isinstance(record, Release):
-        update["artifacts"] = tuple(
-            a.model_copy(update={"export": localise(a.export, store, cache)})
-            for a in record.artifacts
-        )
-    return record.model_copy(update=update) if update else record
+    def _file(self, path: Path, sha256: str) -> Path:
+        return path if self._owned(path) else self.store.fetch_file(sha256, path.name, self.cache)
+
+    def __call__(self, record: R) -> R:
+        """``record`` with every path usable here."""
+        update: dict = {}
+        if isinstance(record, DatasetVersion):
+            update["data_yaml"] = self._dataset_yaml(record.version, record.data_yaml)
+        elif isinstance(record, TrainedWeights):
+            update["weights_path"] = self._file(record.weights_path, record.weights_sha256)
+            update["data_yaml"] = self._dataset_yaml(record.dataset_version, record.data_yaml)
+        elif isinstance(record, ExportedModel):
+            path = self._file(record.file.path, record.file.sha256)
+            update["file"] = record.file.model_copy(update={"path": path})
+            update["source"] = self(record.source)
+        elif isinstance(record, TensorrtExport) and record.engine:
+            update["engine"] = self(record.engine)
+        elif isinstance(record, Release):
+            update["artifacts"] = tuple(
+                a.model_copy(update={"export": self(a.export)}) for a in record.artifacts
+            )
+        return record.model_copy(update=update) if update else record
