@@ -7,6 +7,7 @@ bucket the store is off and everything stays on the local root (one host, or a s
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,21 @@ from pydantic import Field
 
 from azaion_pipeline.lib.cdn import s3_client
 from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache
+
+
+@functools.cache
+def _dataset_store(
+    endpoint_url: str | None,
+    bucket: str,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    prefix: str,
+    workers: int,
+) -> DatasetStore:
+    """One client and connection pool per process and configuration (the resource is frozen)."""
+    client = s3_client(endpoint_url, access_key, secret_key, region, max_pool_connections=workers)
+    return DatasetStore(client, bucket, prefix, workers)
 
 
 class PipelineStore(dg.ConfigurableResource):
@@ -35,14 +51,15 @@ class PipelineStore(dg.ConfigurableResource):
     def objects(self) -> DatasetStore:
         if not self.enabled:
             raise RuntimeError("no object store configured (AZAION_STORE_BUCKET)")
-        client = s3_client(
+        return _dataset_store(
             self.endpoint_url,
+            self.bucket,
             self.access_key or "",
             self.secret_key or "",
             self.region,
-            max_pool_connections=self.workers,
+            self.prefix,
+            self.workers,
         )
-        return DatasetStore(client, self.bucket, self.prefix, self.workers)
 
     def node_cache(self, root_dir: str | Path) -> NodeCache:
         return NodeCache(self.cache_dir or Path(root_dir) / "node-cache")
