@@ -1,11 +1,11 @@
 """No shared disk: sync a dataset version from the object store into an empty node cache.
 
-Against the same store (a real SeaweedFS) in the same run, the baseline is the obvious way: one boto3 ``get_object``
-per object, one after the other, with the same hash check, atomic write and materialisation;
-goal >= 3x. Then a grown version (+100 images) synced into the
-warm cache; goal <= 5% of the full sync. Objects are small random "images" (sync never decodes
-them) plus label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` / ``BENCH_SYNC_WORKERS``
-resize it.
+Against the same store (a real SeaweedFS, its own processes) in the same run, the baseline is
+the obvious way: one boto3 ``get_object`` per object, one after the other, with the same hash
+check, atomic write and materialisation; goal >= 3x. Then a grown version (+100 images) synced
+into the warm cache; goal <= 5% of the full sync. Objects are small random "images" (sync never
+decodes them) and distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` /
+``BENCH_SYNC_WORKERS`` resize it.
 """
 
 from __future__ import annotations
