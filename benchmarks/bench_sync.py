@@ -18,7 +18,6 @@ from pathlib import Path
 
 IMAGES = int(os.environ.get("BENCH_SYNC_IMAGES", 10_000))
 GROWTH = int(os.environ.get("BENCH_SYNC_GROWTH", 100))
-WORKERS = int(os.environ.get("BENCH_SYNC_WORKERS", 32))
 IMAGE_BYTES = (2_000, 6_000)
 
 
@@ -48,9 +47,15 @@ def sequential_pull(store, version: str, cache) -> int:
 
 def main() -> None:
     from azaion_pipeline.lib.cdn import s3_client
-    from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, build_manifest
+    from azaion_pipeline.lib.dataset_store import (
+        DEFAULT_WORKERS,
+        DatasetStore,
+        NodeCache,
+        build_manifest,
+    )
     from azaion_pipeline.services.seaweedfs import seaweedfs_s3
 
+    workers = int(os.environ.get("BENCH_SYNC_WORKERS", DEFAULT_WORKERS))
     names = {i: f"Class-{i}" for i in range(80)}
     rng = random.Random(0)
     bucket = "azaion-bench-sync"
@@ -62,9 +67,9 @@ def main() -> None:
         (tmp_path / "src").mkdir()
         who = server.uploader
         client = s3_client(
-            server.endpoint, who.access_key, who.secret_key, max_pool_connections=WORKERS
+            server.endpoint, who.access_key, who.secret_key, max_pool_connections=workers
         )
-        parallel = DatasetStore(client, bucket, workers=WORKERS)
+        parallel = DatasetStore(client, bucket, workers=workers)
 
         pairs = write_pairs(tmp_path / "src", 0, IMAGES, rng)
         manifest, files = build_manifest("base", names, pairs)
@@ -91,7 +96,7 @@ def main() -> None:
         mib = full.bytes / 2**20
         print(
             f"{IMAGES} images = {full.objects} objects, {mib:.1f} MiB; "
-            f"{WORKERS} download threads, SeaweedFS at {server.endpoint}"
+            f"{workers} download threads, SeaweedFS at {server.endpoint}"
         )
         print(f"sequential get_object:  {sequential_s:.2f} s ({baseline / sequential_s:.0f} obj/s)")
         print(f"node-cache sync:        {full_s:.2f} s ({full.objects / full_s:.0f} obj/s)")

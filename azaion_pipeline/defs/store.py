@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.lib.cdn import s3_client
-from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache
+from azaion_pipeline.lib.dataset_store import DEFAULT_WORKERS, DatasetStore, NodeCache
 
 
 @functools.cache
@@ -42,7 +42,9 @@ class PipelineStore(dg.ConfigurableResource):
     cache_dir: str | None = Field(
         default=None, description="Node-local cache; default {Azaion root}/node-cache."
     )
-    workers: int = Field(default=16, ge=1, description="Parallel transfers of one sync.")
+    workers: int = Field(
+        default=DEFAULT_WORKERS, ge=1, description="Parallel transfers of one sync."
+    )
 
     @property
     def enabled(self) -> bool:
