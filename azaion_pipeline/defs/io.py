@@ -102,7 +102,8 @@ class RecordIOManager(dg.ConfigurableIOManager):
             )
         if self.store.enabled:  # on another machine: fetch (or sync) what the record names
             cache = self.store.node_cache(self.root_dir)
-            return Localiser(self.store.objects(), cache, Path(self.root_dir))(record)
+            localise = Localiser(self.store.objects(), cache, Path(self.root_dir), context.log.info)
+            return localise(record)
         return record
 
 

@@ -11,6 +11,7 @@ mount): a worker reads only what it owns or fetched and verified.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,8 +45,14 @@ def share(record: Record, store: DatasetStore, cache: NodeCache) -> None:
 class Localiser:
     """Makes records usable by a worker whose own files are under ``root`` and ``cache``."""
 
-    def __init__(self, store: DatasetStore, cache: NodeCache, root: Path):
-        self.store, self.cache = store, cache
+    def __init__(
+        self,
+        store: DatasetStore,
+        cache: NodeCache,
+        root: Path,
+        report: Callable[[str], None] = log.info,
+    ):
+        self.store, self.cache, self.report = store, cache, report
         self.own = (Path(root).absolute(), cache.root)
 
     def _owned(self, path: Path) -> bool:
@@ -55,7 +62,10 @@ class Localiser:
         if self._owned(data_yaml):
             return data_yaml
         node_yaml, pulled = self.store.pull_version(version, self.cache)
-        log.info("dataset %s synced into %s: %s", version, self.cache.root, pulled)
+        self.report(
+            f"dataset {version} synced into {self.cache.root}: downloaded {pulled.transferred} "
+            f"of {pulled.objects} objects ({pulled.bytes} bytes)"
+        )
         return node_yaml
 
     def _file(self, path: Path, sha256: str) -> Path:

@@ -190,9 +190,17 @@ def test_full_pipeline_on_two_workers_without_a_shared_disk(tmp_path, broker, se
         new_objects = dataset_objects(cpu_layout) - first
         assert new_objects
         cluster.launch("asset", "materialize", "--select", INGEST_AND_TRAIN)
-        assert cluster.node_objects("gpu") - first == new_objects
+        second = cluster.node_objects("gpu")
+        assert second - first == new_objects
         with dg.DagsterInstance.from_config(str(cluster.dagster_home)) as instance:
             latest = instance.get_runs(limit=1)[0]
             assert step_workers(instance, latest.run_id)["trained_model"] == GPU_WORKER
+            # The step's own log says the same: what it downloaded, of what the version holds.
+            [synced] = [
+                r.user_message
+                for r in instance.all_logs(latest.run_id)
+                if r.step_key == "trained_model" and "synced into" in r.user_message
+            ]
+            assert f"downloaded {len(new_objects)} of {len(second)} objects" in synced
     finally:
         cluster.stop_workers()
