@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Headless Chromium for the UI test, from Debian's packages (needs root or sudo).
+# From Debian's packages (needs root or sudo): headless Chromium for the UI test, and
+# RabbitMQ 3.10 with its streams plugin for the annotation intake (the local stack and tests
+# start their own unprivileged loopback node from it; the package's system service is unused).
+APT_PACKAGES := chromium rabbitmq-server
 browser:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for package in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; done); \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; }
 
 lint: venv
 	$(BIN)/ruff check .

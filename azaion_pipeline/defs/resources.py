@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from azaion_pipeline.defs.io import RecordIOManager
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
@@ -43,9 +46,28 @@ class AzaionStorage(dg.ConfigurableResource):
         )
 
 
+def pipeline_store_from_env() -> PipelineStore:
+    """The shared object store when ``AZAION_STORE_BUCKET`` is set; otherwise none (one host)."""
+    if not os.environ.get("AZAION_STORE_BUCKET"):
+        return PipelineStore()
+    return PipelineStore(
+        endpoint_url=os.environ.get("AZAION_STORE_ENDPOINT"),
+        bucket=os.environ["AZAION_STORE_BUCKET"],
+        access_key=dg.EnvVar("AZAION_STORE_ACCESS_KEY"),
+        secret_key=dg.EnvVar("AZAION_STORE_SECRET_KEY"),
+        prefix=os.environ.get("AZAION_STORE_PREFIX", ""),
+        cache_dir=os.environ.get("AZAION_NODE_CACHE_DIR"),
+    )
+
+
 @dg.definitions
 def shared_resources() -> dg.Definitions:
     storage = AzaionStorage.from_settings()
+    store = pipeline_store_from_env()
     return dg.Definitions(
-        resources={"storage": storage, "io_manager": RecordIOManager(root_dir=storage.root_dir)}
+        resources={
+            "storage": storage,
+            "pipeline_store": store,
+            "io_manager": RecordIOManager(root_dir=storage.root_dir, store=store),
+        }
     )

@@ -52,6 +52,7 @@ def s3_client(
     max_attempts: int = 8,
     connect_timeout_s: float = 10,
     read_timeout_s: float = 60,
+    max_pool_connections: int = 10,
 ) -> Any:
     """A client with botocore's standard retry mode (backoff with jitter) and timeouts."""
     return boto3.client(
@@ -64,6 +65,8 @@ def s3_client(
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
+            max_pool_connections=max_pool_connections,  # one per thread that shares the client
+            signature_version="s3v4",  # presigned URLs too (they default to SigV2)
         ),
     )
 

@@ -1,1 +1,1 @@
-"""How each outside system starts locally, in one place for devstack, demo, dev and the tests."""
+"""How each outside system starts locally (broker, S3, Postgres): one place per service."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.executor import GPU_STEP_TAGS
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.export import (
     COREML_RUNTIME_NOTE,
@@ -125,6 +126,7 @@ def coreml_model(
 @dg.asset(
     group_name="export",
     kinds={"tensorrt"},
+    op_tags=GPU_STEP_TAGS,  # an engine is built for the GPU it runs on
     description=(
         "TensorRT engine for this machine's GPU. Without CUDA the record says why no engine "
         "was built (not a failure), and published_model goes on without one."

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from azaion_pipeline.defs.executor import GPU_STEP_TAGS
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.resources import GateConfig, TrainingConfig, YoloTrainer
 from azaion_pipeline.lib.champion import read_champion
@@ -61,6 +62,7 @@ def trained_weights_metadata(record: TrainedWeights) -> dict:
     group_name="training",
     kinds={"pytorch", "yolo"},
     pool="gpu",
+    op_tags=GPU_STEP_TAGS,
     description=(
         "YOLO weights trained on training_dataset in a child process (Dagster Pipes). "
         "Resumes a run that died; warm-starts from the champion on request."

@@ -1,0 +1,398 @@
+"""Dataset versions in the object store, content-addressed, and the node-local cache they sync into.
+
+A host that built a version pushes it: every image and label goes to
+``{prefix}objects/sha256/{ab}/{abcd...}`` (only objects the store lacks), then one manifest per
+version, ``{prefix}versions/{version}.json``, written last, so a manifest in the store means all
+its objects are there. A worker that cannot see the Azaion root pulls a version into its node
+cache (objects keyed by sha256, only what it lacks, in parallel, verified, atomic) and
+materialises it for ultralytics:
+
+    {cache}/objects/sha256/ab/abcd...                         the objects
+    {cache}/pairs/{split}/images/{pair}.jpg, labels/{pair}.txt  hard links, {pair} = hash(image, label)
+    {cache}/versions/{version}/{train,valid,test}.txt + data.yaml
+
+A pair's file names change whenever its image or label bytes do, so ultralytics' labels.cache
+(``pairs/{split}/labels.cache``, keyed by paths and sizes) can never serve old labels for a label
+edited to the same size, and pairs shared by several versions are linked once. A pair's split
+never changes (it is fixed by the source name), so each split keeps one cache.
+
+Weights and exports use the same objects (``put_file`` / ``fetch_file``), so a step on another
+machine finds them by sha256.
+
+Downloads are GETs of URLs the boto3 client presigns, sent through a urllib3 pool with the
+client's retry budget: boto3 spends ~1 ms of CPU per ``get_object``, which caps a thread pool
+on a small host; signing plus urllib3 costs about a third of that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict
+
+from azaion_pipeline.lib.files import link_or_copy, write_atomic
+from azaion_pipeline.lib.hashing import CHUNK, sha256_file, sha256_text
+from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+from azaion_pipeline.lib.split import DATA_YAML
+
+# data.yaml keys of the three splits (ultralytics says "val", our folders say "valid").
+YAML_SPLIT_KEYS = {"train": "train", "valid": "val", "test": "test"}
+# Parallel transfers of one sync: small objects are latency-bound, 32 in flight keep a loopback
+# SeaweedFS busy (8 reach ~60% of the rate, 64 no more than 32).
+DEFAULT_WORKERS = 32
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class ManifestEntry(BaseModel):
+    """One image/label pair of a version: where it sits and what bytes it holds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    split: str
+    name: str  # the image's file name in the version, e.g. "a1b2_3.jpg"
+    image_sha256: str
+    image_size: int
+    label_sha256: str
+    label_size: int
+
+    @property
+    def pair(self) -> str:
+        """Names the pair by content: a new image or label byte gives a new name."""
+        return sha256_text([self.image_sha256, self.label_sha256])[:32]
+
+
+class VersionManifest(BaseModel):
+    """Everything a node needs to rebuild a version: its pairs and the data.yaml facts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    names: dict[int, str]  # data.yaml ``names``; ``nc`` is their count
+    entries: tuple[ManifestEntry, ...]
+
+    def objects(self) -> dict[str, int]:
+        """sha256 -> size of every object the version needs (shared bytes counted once)."""
+        sizes: dict[str, int] = {}
+        for entry in self.entries:
+            sizes[entry.image_sha256] = entry.image_size
+            sizes[entry.label_sha256] = entry.label_size
+        return sizes
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """What one push or pull moved: objects needed, objects actually sent, and their bytes."""
+
+    objects: int
+    transferred: int
+    bytes: int
+
+
+def label_path_of(image: Path) -> Path:
+    """ultralytics' rule (img2label_paths): the last ``/images/`` becomes ``/labels/``, suffix .txt."""
+    parts = list(image.parts)
+    index = len(parts) - 1 - parts[::-1].index(IMAGES)
+    parts[index] = LABELS
+    return Path(*parts).with_suffix(".txt")
+
+
+def _split_images(dataset_dir: Path, spec: str) -> list[Path]:
+    """A data.yaml split value: a folder of images or a text file listing them."""
+    target = Path(spec) if Path(spec).is_absolute() else dataset_dir / spec
+    if target.is_dir():
+        return sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [
+        (Path(line) if Path(line).is_absolute() else dataset_dir / line)
+        for line in (s.strip() for s in target.read_text().splitlines())
+        if line
+    ]
+
+
+def version_pairs(data_yaml: Path) -> tuple[dict[int, str], Iterator[tuple[str, Path, Path]]]:
+    """Class names and (split, image, label) of a version on disk, from its data.yaml.
+
+    Reads either layout ultralytics accepts: split folders, or image-list files.
+    """
+    facts = yaml.safe_load(data_yaml.read_text())
+    base = Path(facts.get("path") or data_yaml.parent)
+    names = {int(k): str(v) for k, v in facts["names"].items()}
+
+    def pairs() -> Iterator[tuple[str, Path, Path]]:
+        for split, key in YAML_SPLIT_KEYS.items():
+            if facts.get(key):
+                for image in _split_images(base, facts[key]):
+                    yield split, image, label_path_of(image)
+
+    return names, pairs()
+
+
+def build_manifest(
+    version: str,
+    names: dict[int, str],
+    pairs: Iterable[tuple[str, Path, Path]],
+    sha256_of: Callable[[Path], str] = sha256_file,
+) -> tuple[VersionManifest, dict[str, Path]]:
+    """The manifest of ``pairs`` and where each object's bytes are on this host.
+
+    ``sha256_of`` lets a caller that already knows file hashes (a catalogue) skip rereading.
+    """
+    entries, files = [], {}
+    for split, image, label in pairs:
+        image_sha, label_sha = sha256_of(image), sha256_of(label)
+        files[image_sha], files[label_sha] = image, label
+        entries.append(
+            ManifestEntry(
+                split=split,
+                name=image.name,
+                image_sha256=image_sha,
+                image_size=image.stat().st_size,
+                label_sha256=label_sha,
+                label_size=label.stat().st_size,
+            )
+        )
+    return VersionManifest(version=version, names=names, entries=tuple(entries)), files
+
+
+class NodeCache:
+    """Objects by sha256 on this node's disk, and the versions materialised from them."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).absolute()
+
+    def object_path(self, sha256: str) -> Path:
+        return self.root / "objects" / "sha256" / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        # Plain strings: this runs once per object of a version, pathlib would triple the cost.
+        return os.path.exists(f"{self.root}/objects/sha256/{sha256[:2]}/{sha256}")
+
+    def adopt(self, path: Path, sha256: str) -> None:
+        """Registers a local file under its hash (a hard link: no bytes copied on one disk)."""
+        target = self.object_path(sha256)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(path, target)
+
+    def write_verified(self, sha256: str, chunks: Iterable[bytes]) -> int:
+        """Streams bytes into the cache; they land under their name only if the hash matches."""
+        target = self.object_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as f:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise StoreError(f"object {sha256} arrived with sha256 {digest.hexdigest()}")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
+
+    def named(self, sha256: str, name: str) -> Path:
+        """The object under a readable file name (ultralytics wants ``best.pt``, not a hash)."""
+        target = self.root / "files" / sha256 / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(self.object_path(sha256), target)
+        return target
+
+    def materialise(self, manifest: VersionManifest) -> Path:
+        """Image lists and data.yaml for ``manifest`` (whose objects must be here); returns data.yaml."""
+        lists: dict[str, list[str]] = {split: [] for split in SPLITS}
+        for split in SPLITS:
+            for kind in (IMAGES, LABELS):
+                (self.root / "pairs" / split / kind).mkdir(parents=True, exist_ok=True)
+        for entry in manifest.entries:
+            pair, pairs = entry.pair, f"{self.root}/pairs/{entry.split}"
+            image = f"{pairs}/{IMAGES}/{pair}{os.path.splitext(entry.name)[1].lower()}"
+            label = f"{pairs}/{LABELS}/{pair}.txt"
+            if not os.path.exists(label):  # the label goes last: a pair with a label is complete
+                link_or_copy(self.object_path(entry.image_sha256), image)
+                link_or_copy(self.object_path(entry.label_sha256), label)
+            lists[entry.split].append(image)
+        version_dir = self.root / "versions" / manifest.version
+        version_dir.mkdir(parents=True, exist_ok=True)
+        for split, images in lists.items():
+            write_atomic(version_dir / f"{split}.txt", "".join(f"{p}\n" for p in images).encode())
+        facts = {
+            "path": str(version_dir),
+            **{key: f"{split}.txt" for split, key in YAML_SPLIT_KEYS.items()},
+            "nc": len(manifest.names),
+            "names": manifest.names,
+        }
+        data_yaml = version_dir / DATA_YAML
+        write_atomic(data_yaml, yaml.safe_dump(facts, sort_keys=False).encode())
+        return data_yaml
+
+
+class DatasetStore:
+    """The content-addressed part of the object store, over one boto3 client (thread-safe)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", workers: int = DEFAULT_WORKERS):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.workers = workers
+        attempts = client.meta.config.retries.get("max_attempts", 8)
+        self._http = urllib3.PoolManager(
+            maxsize=workers,
+            retries=urllib3.Retry(
+                total=attempts - 1,
+                backoff_factor=0.2,
+                backoff_jitter=0.2,
+                status_forcelist=(429, 500, 502, 503, 504),
+            ),
+        )
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}{relative}"
+
+    def object_key(self, sha256: str) -> str:
+        return self.key(f"objects/sha256/{sha256[:2]}/{sha256}")
+
+    def manifest_key(self, version: str) -> str:
+        return self.key(f"versions/{version}.json")
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def has(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StoreError(f"checking {self.uri(key)} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"checking {self.uri(key)} failed: {exc}") from exc
+
+    def _put(self, key: str, body: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"writing {self.uri(key)} failed: {exc}") from exc
+
+    def _get(self, key: str) -> Any:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
+
+    def _download(self, sha256: str, cache: NodeCache) -> int:
+        key = self.object_key(sha256)
+        url = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=600
+        )
+        try:
+            response = self._http.request("GET", url, preload_content=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
+        try:
+            if response.status != 200:
+                raise StoreError(f"reading {self.uri(key)} failed: HTTP {response.status}")
+            return cache.write_verified(sha256, response.stream(CHUNK))
+        finally:
+            response.release_conn()
+
+    def _parallel(self, work: Callable[[str], Any], items: list[str]) -> list[Any]:
+        if len(items) <= 1:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(work, items))
+
+    # Objects
+
+    def put_file(self, path: Path, sha256: str | None = None) -> str:
+        """Uploads one file as an object unless the store has it; returns its sha256."""
+        sha256 = sha256 or sha256_file(path)
+        key = self.object_key(sha256)
+        if not self.has(key):
+            try:  # boto3's transfer manager: multipart for large weights and engines
+                self.client.upload_file(str(path), self.bucket, key)
+            except (BotoCoreError, ClientError) as exc:
+                raise StoreError(f"uploading {path.name} to {self.uri(key)} failed: {exc}") from exc
+        return sha256
+
+    def fetch_file(self, sha256: str, name: str, cache: NodeCache) -> Path:
+        """The object as ``name`` in the node cache, downloaded (and verified) if missing."""
+        if not cache.has(sha256):
+            self._download(sha256, cache)
+        return cache.named(sha256, name)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._put(key, data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._get(key).read()
+
+    # Versions
+
+    def push_version(
+        self, manifest: VersionManifest, files: dict[str, Path], cache: NodeCache | None = None
+    ) -> Transfer:
+        """Uploads the objects the store lacks, then the manifest.
+
+        Objects named by the newest earlier manifest are known to be there (manifests go last);
+        the rest are checked one by one. ``cache`` adopts the local files, so this host can later
+        materialise the version without downloading what it already has.
+        """
+        needed = manifest.objects()
+        known = self._objects_of_latest()
+        candidates = sorted(set(needed) - known)
+
+        def upload(sha256: str) -> int | None:
+            if self.has(self.object_key(sha256)):
+                return None
+            data = files[sha256].read_bytes()
+            self._put(self.object_key(sha256), data)
+            return len(data)
+
+        sent = [n for n in self._parallel(upload, candidates) if n is not None]
+        if cache is not None:
+            for sha256, path in files.items():
+                cache.adopt(path, sha256)
+        self._put(self.manifest_key(manifest.version), manifest.model_dump_json().encode())
+        self._put(self.key("versions/LATEST"), manifest.version.encode())
+        return Transfer(objects=len(needed), transferred=len(sent), bytes=sum(sent))
+
+    def _objects_of_latest(self) -> set[str]:
+        try:
+            latest = self.get_bytes(self.key("versions/LATEST")).decode()
+        except StoreError:
+            return set()
+        return set(self.load_manifest(latest).objects())
+
+    def load_manifest(self, version: str) -> VersionManifest:
+        return VersionManifest.model_validate_json(self.get_bytes(self.manifest_key(version)))
+
+    def pull_version(self, version: str, cache: NodeCache) -> tuple[Path, Transfer]:
+        """Syncs ``version`` into ``cache`` (only missing objects) and materialises it.
+
+        Returns the node-local data.yaml and what was downloaded.
+        """
+        manifest = self.load_manifest(version)
+        needed = manifest.objects()
+        missing = [sha256 for sha256 in sorted(needed) if not cache.has(sha256)]
+
+        sizes = self._parallel(lambda sha256: self._download(sha256, cache), missing)
+        data_yaml = cache.materialise(manifest)
+        return data_yaml, Transfer(objects=len(needed), transferred=len(sizes), bytes=sum(sizes))

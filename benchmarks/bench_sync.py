@@ -1,0 +1,112 @@
+"""No shared disk: sync a dataset version from the object store into an empty node cache.
+
+Against the same store (a real SeaweedFS, its own processes) in the same run, the baseline is
+the obvious way: one boto3 ``get_object`` per object, one after the other, with the same hash
+check, atomic write and materialisation; goal >= 3x. Then a grown version (+100 images) synced
+into the warm cache; goal <= 5% of the full sync. Objects are small random "images" (sync never
+decodes them) and distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` /
+``BENCH_SYNC_WORKERS`` resize it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+IMAGES = int(os.environ.get("BENCH_SYNC_IMAGES", 10_000))
+GROWTH = int(os.environ.get("BENCH_SYNC_GROWTH", 100))
+IMAGE_BYTES = (2_000, 6_000)
+
+
+def write_pairs(folder: Path, start: int, count: int, rng: random.Random) -> list:
+    pairs = []
+    for index in range(start, start + count):
+        split = ("train", "valid", "test")[index % 3]
+        image, label = folder / f"{index:06d}.jpg", folder / f"{index:06d}.txt"
+        image.write_bytes(rng.randbytes(rng.randint(*IMAGE_BYTES)))
+        boxes = (f"{index % 17} {rng.random():.6f} {rng.random():.6f} 0.1 0.1" for _ in range(2))
+        label.write_text("\n".join(boxes) + "\n")  # real labels are (almost) all distinct
+        pairs.append((split, image, label))
+    return pairs
+
+
+def sequential_pull(store, version: str, cache) -> int:
+    """The baseline: one boto3 GET per object, in turn; the same verify, write and lists."""
+    from azaion_pipeline.lib.hashing import CHUNK
+
+    manifest = store.load_manifest(version)
+    for sha256 in sorted(manifest.objects()):
+        body = store.client.get_object(Bucket=store.bucket, Key=store.object_key(sha256))["Body"]
+        cache.write_verified(sha256, body.iter_chunks(CHUNK))
+    cache.materialise(manifest)
+    return len(manifest.objects())
+
+
+def main() -> None:
+    from azaion_pipeline.lib.cdn import s3_client
+    from azaion_pipeline.lib.dataset_store import (
+        DEFAULT_WORKERS,
+        DatasetStore,
+        NodeCache,
+        build_manifest,
+    )
+    from azaion_pipeline.services.seaweedfs import seaweedfs_s3
+
+    workers = int(os.environ.get("BENCH_SYNC_WORKERS", DEFAULT_WORKERS))
+    names = {i: f"Class-{i}" for i in range(80)}
+    rng = random.Random(0)
+    bucket = "azaion-bench-sync"
+    with (
+        tempfile.TemporaryDirectory(prefix="azaion-bench-sync-") as tmp,
+        seaweedfs_s3([bucket]) as server,
+    ):
+        tmp_path = Path(tmp)
+        (tmp_path / "src").mkdir()
+        who = server.uploader
+        client = s3_client(
+            server.endpoint, who.access_key, who.secret_key, max_pool_connections=workers
+        )
+        parallel = DatasetStore(client, bucket, workers=workers)
+
+        pairs = write_pairs(tmp_path / "src", 0, IMAGES, rng)
+        manifest, files = build_manifest("base", names, pairs)
+        started = time.perf_counter()
+        pushed = parallel.push_version(manifest, files)
+        print(f"push base: {pushed.transferred} objects in {time.perf_counter() - started:.1f} s")
+
+        started = time.perf_counter()
+        baseline = sequential_pull(parallel, "base", NodeCache(tmp_path / "node-seq"))
+        sequential_s = time.perf_counter() - started
+        cache = NodeCache(tmp_path / "node")
+        started = time.perf_counter()
+        _, full = parallel.pull_version("base", cache)
+        full_s = time.perf_counter() - started
+        assert baseline == full.transferred == pushed.objects
+
+        pairs += write_pairs(tmp_path / "src", IMAGES, GROWTH, rng)
+        grown, files = build_manifest("grown", names, pairs)
+        pushed_grown = parallel.push_version(grown, files)
+        started = time.perf_counter()
+        _, delta = parallel.pull_version("grown", cache)
+        delta_s = time.perf_counter() - started
+
+        mib = full.bytes / 2**20
+        print(
+            f"{IMAGES} images = {full.objects} objects, {mib:.1f} MiB; "
+            f"{workers} download threads, SeaweedFS at {server.endpoint}"
+        )
+        print(f"sequential get_object:  {sequential_s:.2f} s ({baseline / sequential_s:.0f} obj/s)")
+        print(f"node-cache sync:        {full_s:.2f} s ({full.objects / full_s:.0f} obj/s)")
+        print(f"speedup: {sequential_s / full_s:.2f}x (goal >= 3x)")
+        print(
+            f"grown version (+{GROWTH} images): pushed {pushed_grown.transferred} objects, "
+            f"pulled {delta.transferred} of {delta.objects} in {delta_s:.2f} s = "
+            f"{100 * delta_s / full_s:.1f}% of the full sync (goal <= 5%)"
+        )
+
+
+if __name__ == "__main__":
+    main()
