@@ -1,0 +1,355 @@
+"""The long-running consumer of Azaion's annotation stream (rstream), exactly once onto disk.
+
+Each message is decoded, checked and applied to the Azaion root as it arrives (``store``);
+bad ones become dead letters and the stream moves on. Every ``batch_messages`` messages or
+``batch_seconds`` after a batch opened, the batch is sealed: the files are flushed, the batch
+manifest is written, and only then is the stream offset stored on the server under the
+consumer name. A restart resumes at the message after the stored offset; messages applied but
+not yet sealed come again and are skipped by the store (their annotations carry the offset).
+
+A lost broker is retried with exponential backoff; if it stays away longer than
+``broker_absence_limit_s`` the consumer exits non-zero, so a supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rstream import (
+    AMQPMessage,
+    Consumer,
+    ConsumerOffsetSpecification,
+    MessageContext,
+    OffsetType,
+    amqp_decoder,
+)
+from rstream.client import BrokerResolutionMaxRetryError
+from rstream.connection import ConnectionClosed
+from rstream.exceptions import ClientError, OffsetNotFound, ServerError
+from rstream.recovery import BackOffRecoveryStrategy
+
+from azaion_pipeline.lib.intake.batches import BatchLog, BatchTally
+from azaion_pipeline.lib.intake.messages import STATUS_PROPERTY, DeadLetter, decode
+from azaion_pipeline.lib.intake.store import AnnotationStore, Effect
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+PREFETCH_MESSAGES = 256  # delivered but not yet applied; bounds memory with large images
+
+
+class StreamSettings(BaseSettings):
+    """Azaion's own broker settings, under Azaion's names."""
+
+    model_config = SettingsConfigDict(env_prefix="RABBITMQ_", extra="ignore")
+
+    host: str = Field(default="localhost", description="RABBITMQ_HOST")
+    port: int = Field(default=5552, gt=0, lt=65536, description="RABBITMQ_PORT (streams)")
+    user: str = Field(default="", description="RABBITMQ_USER")
+    password: SecretStr = Field(default=SecretStr(""), description="RABBITMQ_PASSWORD")
+    queue_name: str = Field(default="azaion-annotations", description="RABBITMQ_QUEUE_NAME")
+
+    def client_kwargs(self) -> dict:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "username": self.user,
+            "password": self.password.get_secret_value(),
+        }
+
+
+class IntakeSettings(BaseSettings):
+    """How the consumer batches and how long it waits for a lost broker."""
+
+    model_config = SettingsConfigDict(env_prefix="AZAION_INTAKE_", extra="ignore")
+
+    consumer_name: str = Field(
+        default="azaion-pipeline-intake",
+        min_length=1,
+        description="Name the stream offset is stored under on the server.",
+    )
+    batch_messages: int = Field(default=500, ge=1, description="Seal after this many messages.")
+    batch_seconds: float = Field(
+        default=10.0, gt=0, description="Seal this long after a batch's first message."
+    )
+    broker_absence_limit_s: float = Field(
+        default=300.0, gt=0, description="Exit non-zero when the broker stays away this long."
+    )
+    reconnect_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between reconnection attempts."
+    )
+
+
+class BrokerAbsent(RuntimeError):
+    pass
+
+
+class _ConnectionLost(Exception):
+    pass
+
+
+# What a lost, restarting or unreachable broker looks like to the client.
+LINK_ERRORS = (
+    _ConnectionLost,
+    ConnectionClosed,
+    BrokerResolutionMaxRetryError,
+    OSError,
+    EOFError,
+    ServerError,
+    ClientError,
+)
+
+
+@dataclass
+class ConsumeReport:
+    consumed: int = 0
+    batches: int = 0
+    reconnects: int = 0
+
+
+class IntakeConsumer:
+    def __init__(
+        self,
+        store: AnnotationStore,
+        batches: BatchLog,
+        stream: StreamSettings,
+        settings: IntakeSettings,
+        until_idle_s: float | None = None,
+        on_batch: Callable[[str], None] | None = None,
+    ):
+        self.store = store
+        self.batches = batches
+        self.stream = stream
+        self.settings = settings
+        self.until_idle_s = until_idle_s
+        self.on_batch = on_batch
+        self.report = ConsumeReport()
+        self._stop = asyncio.Event()
+        self._tally = BatchTally()
+        self._batch_opened = 0.0
+        self._next_offset: int | None = None  # after the last applied message
+        self._unstored_offset: int | None = None  # sealed, not yet stored on the server
+        self._last_arrival = time.monotonic()
+        self._connected = False
+
+    def stop(self) -> None:
+        """Finish the message in hand, seal, store the offset and return (SIGTERM)."""
+        self._stop.set()
+
+    async def run(self) -> ConsumeReport:
+        self.store.prepare()
+        self.batches.prepare()
+        absent_since: float | None = None
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                await self._session()
+                break
+            except LINK_ERRORS as exc:
+                problem = f"{type(exc).__name__} {exc}".strip()
+            now = time.monotonic()
+            if self._connected:  # the link was up until now: a new outage starts
+                self._connected, absent_since, backoff = False, now, 0.5
+            absent_since = absent_since or now
+            if now - absent_since > self.settings.broker_absence_limit_s:
+                raise BrokerAbsent(
+                    f"broker {self.stream.host}:{self.stream.port} unreachable for "
+                    f"{now - absent_since:.0f}s ({problem})"
+                )
+            self.report.reconnects += 1
+            wait = min(backoff, self.settings.reconnect_max_backoff_s) * random.uniform(0.8, 1.2)
+            log.warning("stream connection lost (%s); reconnecting in %.1fs", problem, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+            backoff *= 2
+        if self._tally.consumed or self._unstored_offset is not None:
+            log.warning(
+                "stopped with a batch not stored on the server; it is replayed at next start"
+            )
+        return self.report
+
+    async def _session(self) -> None:
+        """One connection; returns when stopped or idle, raises when the link is lost."""
+        lost = asyncio.Event()
+        consumer = Consumer(
+            **self.stream.client_kwargs(),
+            connection_name=self.settings.consumer_name,
+            on_close_handler=lambda _info: lost.set(),
+            # rstream's own recovery resubscribes from its read position; ours resumes from
+            # what is applied, so it stays off.
+            recovery_strategy=BackOffRecoveryStrategy(False),
+        )
+        queue: asyncio.Queue[tuple[int, AMQPMessage]] = asyncio.Queue(PREFETCH_MESSAGES)
+
+        async def on_message(message: AMQPMessage, context: MessageContext) -> None:
+            await queue.put((context.offset, message))
+
+        stream, name = self.stream.queue_name, self.settings.consumer_name
+        try:
+            await consumer.start()
+            await consumer.create_stream(stream, exists_ok=True)
+            self._connected = True
+            await self._store_sealed_offset(consumer)
+            if self._next_offset is None:
+                try:
+                    self._next_offset = await consumer.query_offset(stream, name) + 1
+                except OffsetNotFound:
+                    self._next_offset = 0
+            await consumer.subscribe(
+                stream,
+                on_message,
+                decoder=amqp_decoder,
+                offset_specification=ConsumerOffsetSpecification(
+                    OffsetType.OFFSET, self._next_offset
+                ),
+                subscriber_name=name,
+            )
+            log.info("consuming %s as %s from offset %d", stream, name, self._next_offset)
+            while not self._stop.is_set():
+                if lost.is_set():
+                    raise _ConnectionLost("connection closed by the broker")
+                try:
+                    offset, message = await asyncio.wait_for(queue.get(), self._wait_s())
+                except TimeoutError:
+                    if self._batch_due():
+                        await self._seal(consumer)
+                    if self._idle():
+                        break
+                    continue
+                self._last_arrival = time.monotonic()
+                if offset < self._next_offset:
+                    continue  # a chunk delivered from its start
+                self._apply(offset, message)
+                self._next_offset = offset + 1
+                if self._tally.consumed >= self.settings.batch_messages or self._batch_due():
+                    await self._seal(consumer)
+            await self._seal(consumer)
+        finally:
+            try:
+                await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT_S)
+            except Exception as exc:  # closing a dead connection: nothing left to save
+                log.debug("closing the stream consumer: %s", exc)
+
+    def _wait_s(self) -> float:
+        waits = [0.5]
+        if self._tally.consumed:
+            waits.append(self._batch_opened + self.settings.batch_seconds - time.monotonic())
+        if self.until_idle_s is not None:
+            waits.append(self._last_arrival + self.until_idle_s - time.monotonic())
+        return max(0.01, min(waits))
+
+    def _batch_due(self) -> bool:
+        return bool(self._tally.consumed) and (
+            time.monotonic() - self._batch_opened >= self.settings.batch_seconds
+        )
+
+    def _idle(self) -> bool:
+        return (
+            self.until_idle_s is not None
+            and time.monotonic() - self._last_arrival >= self.until_idle_s
+        )
+
+    def _apply(self, offset: int, message: AMQPMessage) -> None:
+        if not self._tally.consumed:
+            self._batch_opened = time.monotonic()
+        body = _body(message)
+        status = _property(message, STATUS_PROPERTY)
+        decoded = None
+        try:
+            decoded = decode(body, status)
+            applied = self.store.apply(decoded, offset)
+        except DeadLetter as error:
+            self.store.dead_letter(offset, body, error, status)
+            self._tally.count(offset, decoded, Effect.DEAD_LETTERED, True)
+            log.warning("offset %d dead-lettered: %s", offset, error)
+        else:
+            if applied.dead_letter is not None:
+                self.store.dead_letter(offset, body, applied.dead_letter, status)
+                log.warning("offset %d partly dead-lettered: %s", offset, applied.dead_letter)
+            self._tally.count(offset, decoded, applied.effect, applied.dead_letter is not None)
+        self.report.consumed += 1
+
+    async def _seal(self, consumer: Consumer) -> None:
+        if not self._tally.consumed:
+            return
+        await asyncio.to_thread(self.store.sync)
+        manifest = self._tally.manifest(self.stream.queue_name, self.settings.consumer_name)
+        await asyncio.to_thread(self.batches.seal, manifest)
+        self._tally = BatchTally()
+        self._unstored_offset = manifest.last_offset
+        self.report.batches += 1
+        log.info(
+            "sealed batch %s: %d consumed, %d written, %d moved, %d dead-lettered, %d skipped",
+            manifest.batch_id,
+            manifest.consumed,
+            manifest.written,
+            manifest.moved,
+            manifest.dead_lettered,
+            manifest.skipped,
+        )
+        if self.on_batch is not None:
+            self.on_batch(manifest.batch_id)
+        await self._store_sealed_offset(consumer)
+
+    async def _store_sealed_offset(self, consumer: Consumer) -> None:
+        if self._unstored_offset is None:
+            return
+        await consumer.store_offset(
+            self.stream.queue_name, self.settings.consumer_name, self._unstored_offset
+        )
+        self._unstored_offset = None
+
+
+def _body(message: AMQPMessage) -> bytes:
+    body = message.body
+    if isinstance(body, list):  # several AMQP data sections
+        return b"".join(bytes(part) for part in body)
+    return bytes(body) if body is not None else b""
+
+
+def _property(message: AMQPMessage, name: str) -> object:
+    properties = message.application_properties or {}
+    for key, value in properties.items():
+        if (key.decode() if isinstance(key, bytes) else key) == name:
+            return value
+    return None
+
+
+async def stream_lag(stream: StreamSettings, consumer_name: str, timeout_s: float = 5.0) -> int:
+    """Messages on the server after the offset stored under ``consumer_name``.
+
+    RabbitMQ 3.10 has no stream-statistics command, so the last offset is read by subscribing
+    at the stream's last chunk and taking the highest offset delivered.
+    """
+    last = -1
+    delivered = asyncio.Event()
+
+    async def on_message(_message: bytes, context: MessageContext) -> None:
+        nonlocal last
+        last = max(last, context.offset)
+        delivered.set()
+
+    async with Consumer(**stream.client_kwargs(), connection_name="azaion-intake-lag") as client:
+        try:
+            stored = await client.query_offset(stream.queue_name, consumer_name)
+        except OffsetNotFound:
+            stored = -1
+        await client.subscribe(
+            stream.queue_name,
+            on_message,
+            offset_specification=ConsumerOffsetSpecification(OffsetType.LAST),
+        )
+        try:
+            await asyncio.wait_for(delivered.wait(), timeout_s)
+            await asyncio.sleep(0.2)  # the rest of the last chunk
+        except TimeoutError:
+            pass  # an empty stream
+    return max(0, last - stored)
