@@ -338,6 +338,8 @@ async def stream_lag(stream: StreamSettings, consumer_name: str, timeout_s: floa
         delivered.set()
 
     async with Consumer(**stream.client_kwargs(), connection_name="azaion-intake-lag") as client:
+        if not await client.stream_exists(stream.queue_name):
+            return 0
         try:
             stored = await client.query_offset(stream.queue_name, consumer_name)
         except OffsetNotFound:
