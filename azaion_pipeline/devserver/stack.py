@@ -1,6 +1,7 @@
-"""The local services the pipeline publishes to: the reference API and an S3 server (moto), on loopback.
+"""The local services the pipeline talks to: the reference API, an S3 server (moto) and, on request,
+RabbitMQ with streams (the annotation stream), all on loopback.
 
-``running()`` starts both on free ports, creates a bucket, an uploader (write) and a downloader
+``running()`` starts them on free ports, creates a bucket, an uploader (write) and a downloader
 (read-only) IAM identity with real policy enforcement, a pipeline user on the API, fresh keys, and
 yields the environment variables the pipeline reads. Used by the demo, ``make dev`` and the tests.
 """
@@ -121,10 +122,12 @@ def running(
     base_dir: Path | None = None,
     wrap_api: Callable | None = None,
     token_ttl_s: int = 3600,
+    with_broker: bool = False,
 ) -> Iterator[dict[str, str]]:
     """Yields environment variables: AZAION_API_*, AZAION_CDN_*, AZAION_MODEL_KEY, AZAION_SIGNING_KEY ...
 
-    ``wrap_api`` wraps the API's ASGI app (tests inject faults with it).
+    ``wrap_api`` wraps the API's ASGI app (tests inject faults with it). ``with_broker`` adds a
+    RabbitMQ node: Azaion's RABBITMQ_* settings and its AMQP URL (for Celery).
     """
     with contextlib.ExitStack() as stack:
         if base_dir is None:
@@ -147,6 +150,12 @@ def running(
         api_url = stack.enter_context(serve_in_thread(wrap_api(app) if wrap_api else app))
         cdn_env = stack.enter_context(moto_s3(f"azaion-models-{secrets.token_hex(4)}"))
         signing_key, signing_public = generate_signing_key()
+        broker_env = {}
+        if with_broker:
+            from azaion_pipeline.services import rabbitmq
+
+            node = stack.enter_context(rabbitmq.running(base_dir=base_dir / "rabbitmq"))
+            broker_env = {**node.env, "AZAION_DEVSTACK_AMQP_URL": node.amqp_url}
         yield {
             "AZAION_API_URL": api_url,
             "AZAION_API_EMAIL": pipeline_user[0],
@@ -159,4 +168,5 @@ def running(
             "AZAION_DEVSTACK_ADMIN_PASSWORD": admin_user[1],
             "AZAION_DEVSTACK_STORAGE_DIR": str(storage_dir),
             "AZAION_DEVSTACK_USERS_FILE": str(users_file),
+            **broker_env,
         }
