@@ -18,7 +18,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pydantic import Field, SecretStr
@@ -37,13 +38,21 @@ from rstream.exceptions import ClientError, OffsetNotFound, ServerError
 from rstream.recovery import BackOffRecoveryStrategy
 
 from azaion_pipeline.lib.intake.batches import BatchLog, BatchTally
-from azaion_pipeline.lib.intake.messages import STATUS_PROPERTY, DeadLetter, decode
-from azaion_pipeline.lib.intake.store import AnnotationStore, Effect
+from azaion_pipeline.lib.intake.messages import (
+    STATUS_PROPERTY,
+    AnnotationBulkMessage,
+    DeadLetter,
+    Message,
+    decode,
+)
+from azaion_pipeline.lib.intake.store import AnnotationStore, Applied, Effect
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
 PREFETCH_MESSAGES = 256  # delivered but not yet applied; bounds memory with large images
+APPLY_CHUNK = 32  # messages applied per hop to the writer threads
+WRITER_THREADS = 4
 
 
 class StreamSettings(BaseSettings):
@@ -139,6 +148,7 @@ class IntakeConsumer:
         self._unstored_offset: int | None = None  # sealed, not yet stored on the server
         self._last_arrival = time.monotonic()
         self._connected = False
+        self._writers: ThreadPoolExecutor | None = None  # set while run() runs
 
     def stop(self) -> None:
         """Finish the message in hand, seal, store the offset and return (SIGTERM)."""
@@ -147,6 +157,11 @@ class IntakeConsumer:
     async def run(self) -> ConsumeReport:
         self.store.prepare()
         self.batches.prepare()
+        with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="intake-writer") as writers:
+            self._writers = writers
+            return await self._run()
+
+    async def _run(self) -> ConsumeReport:
         absent_since: float | None = None
         backoff = 0.5
         while not self._stop.is_set():
@@ -217,7 +232,7 @@ class IntakeConsumer:
                 if lost.is_set():
                     raise _ConnectionLost("connection closed by the broker")
                 try:
-                    offset, message = await asyncio.wait_for(queue.get(), self._wait_s())
+                    arrived = [await asyncio.wait_for(queue.get(), self._wait_s())]
                 except TimeoutError:
                     if self._batch_due():
                         await self._seal(consumer)
@@ -225,10 +240,11 @@ class IntakeConsumer:
                         break
                     continue
                 self._last_arrival = time.monotonic()
-                if offset < self._next_offset:
-                    continue  # a chunk delivered from its start
-                self._apply(offset, message)
-                self._next_offset = offset + 1
+                room = min(APPLY_CHUNK, self.settings.batch_messages - self._tally.consumed)
+                while len(arrived) < room and not queue.empty():
+                    arrived.append(queue.get_nowait())
+                # Files are written off the event loop, so rstream keeps reading meanwhile.
+                await asyncio.to_thread(self._apply_in_order, arrived)
                 if self._tally.consumed >= self.settings.batch_messages or self._batch_due():
                     await self._seal(consumer)
             await self._seal(consumer)
@@ -257,24 +273,50 @@ class IntakeConsumer:
             and time.monotonic() - self._last_arrival >= self.until_idle_s
         )
 
-    def _apply(self, offset: int, message: AMQPMessage) -> None:
+    def _apply_in_order(self, arrived: list[tuple[int, AMQPMessage]]) -> None:
+        """Apply a chunk with the effect of applying it message by message.
+
+        Consecutive Created/Edited messages naming different annotations touch different files,
+        so each such run is written by several threads at once (file creation dominates).
+        """
+        items = [
+            _Arrival(offset, _body(message), _property(message, STATUS_PROPERTY))
+            for offset, message in arrived
+            if offset >= self._next_offset  # rstream delivers whole chunks from their start
+        ]
+        if not items:
+            return
+        for item in items:
+            try:
+                item.message = decode(item.body, item.status)
+            except DeadLetter as error:
+                item.outcome = error
+        for run in _independent_runs(items):
+            if len(run) == 1:
+                self._effect(run[0])
+            else:
+                list(self._writers.map(self._effect, run))
+        for item in items:
+            self._record(item)
+        self._next_offset = items[-1].offset + 1
+
+    def _effect(self, item: _Arrival) -> None:
+        if item.outcome is None:
+            try:
+                item.outcome = self.store.apply(item.message, item.offset)
+            except DeadLetter as error:
+                item.outcome = error
+
+    def _record(self, item: _Arrival) -> None:
         if not self._tally.consumed:
             self._batch_opened = time.monotonic()
-        body = _body(message)
-        status = _property(message, STATUS_PROPERTY)
-        decoded = None
-        try:
-            decoded = decode(body, status)
-            applied = self.store.apply(decoded, offset)
-        except DeadLetter as error:
-            self.store.dead_letter(offset, body, error, status)
-            self._tally.count(offset, decoded, Effect.DEAD_LETTERED, True)
-            log.warning("offset %d dead-lettered: %s", offset, error)
-        else:
-            if applied.dead_letter is not None:
-                self.store.dead_letter(offset, body, applied.dead_letter, status)
-                log.warning("offset %d partly dead-lettered: %s", offset, applied.dead_letter)
-            self._tally.count(offset, decoded, applied.effect, applied.dead_letter is not None)
+        outcome = item.outcome
+        error = outcome if isinstance(outcome, DeadLetter) else outcome.dead_letter
+        if error is not None:
+            self.store.dead_letter(item.offset, item.body, error, item.status)
+            log.warning("offset %d dead-lettered: %s", item.offset, error)
+        effect = Effect.DEAD_LETTERED if isinstance(outcome, DeadLetter) else outcome.effect
+        self._tally.count(item.offset, item.message, effect, error is not None)
         self.report.consumed += 1
 
     async def _seal(self, consumer: Consumer) -> None:
@@ -306,6 +348,38 @@ class IntakeConsumer:
             self.stream.queue_name, self.settings.consumer_name, self._unstored_offset
         )
         self._unstored_offset = None
+
+
+@dataclass
+class _Arrival:
+    offset: int
+    body: bytes
+    status: object  # the AnnotationStatus property as sent
+    message: Message | None = None
+    outcome: Applied | DeadLetter | None = None
+
+
+def _independent_runs(items: list[_Arrival]) -> Iterator[list[_Arrival]]:
+    """Consecutive items whose effects commute: Created/Edited of distinct names (or nothing
+    to apply). A bulk message, or a name seen again, starts a new run."""
+    run: list[_Arrival] = []
+    names: set[str] = set()
+    for item in items:
+        message = item.message
+        if isinstance(message, AnnotationBulkMessage) or (
+            message is not None and message.name in names
+        ):
+            if run:
+                yield run
+            run, names = [], set()
+        run.append(item)
+        if isinstance(message, AnnotationBulkMessage):
+            yield run
+            run = []
+        elif message is not None:
+            names.add(message.name)
+    if run:
+        yield run
 
 
 def _body(message: AMQPMessage) -> bytes:

@@ -14,7 +14,6 @@ the consumer stores the stream offset only after that.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from azaion_pipeline.lib.annotations import IMAGE_SUFFIXES
 from azaion_pipeline.lib.files import link_or_copy
 from azaion_pipeline.lib.intake.messages import (
     AnnotationBulkMessage,
@@ -135,26 +135,38 @@ class AnnotationStore:
             source.unlink()
 
     def locate(self, name: str) -> Located | None:
-        for area, folder in self.areas.items():
-            provenance = load_provenance(provenance_path(folder, name))
-            label = folder / LABELS / f"{name}.txt"
-            if provenance is None and not label.exists():
-                continue
-            image = self._image_of(folder, name, provenance)
-            return Located(name, area, folder, image, provenance)
-        return None
+        """Where ``name`` is, by its label (one stat per folder for a name seen nowhere).
+
+        A move interrupted by a crash leaves the label at the target and the sidecar (written
+        last at the target) still at the source: such a pair is located at the source, so the
+        replayed move completes it.
+        """
+        label = f"{name}.txt"
+        at = next(
+            (a for a, folder in self.areas.items() if (folder / LABELS / label).exists()), None
+        )
+        if at is None:
+            return None
+        for area in (at, *(a for a in self.areas if a is not at)):
+            provenance = load_provenance(provenance_path(self.areas[area], name))
+            if provenance is not None:
+                break
+        else:
+            area = at  # a pair that predates the intake
+        folder = self.areas[area]
+        return Located(name, area, folder, self._image_of(folder, name, provenance), provenance)
 
     @staticmethod
     def _image_of(folder: Path, name: str, provenance: Provenance | None) -> Path | None:
+        # Pairs that predate the intake have no sidecar: try the usual image types.
         if provenance and provenance.image_extension:
-            candidate = folder / IMAGES / f"{name}.{provenance.image_extension}"
-            return candidate if candidate.exists() else None
-        # Pairs that predate the intake have no sidecar: find the image by its stem.
-        images = folder / IMAGES
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(images):
-                if entry.name.rpartition(".")[0] == name:
-                    return Path(entry.path)
+            suffixes = (f".{provenance.image_extension}",)
+        else:
+            suffixes = IMAGE_SUFFIXES
+        for suffix in suffixes:
+            candidate = folder / IMAGES / f"{name}{suffix}"
+            if candidate.exists():
+                return candidate
         return None
 
     def _move_pair(self, found: Located, to: Area, offset: int, status: int) -> None:
