@@ -210,7 +210,9 @@ class IntakeConsumer:
         stream, name = self.stream.queue_name, self.settings.consumer_name
         try:
             await consumer.start()
-            await consumer.create_stream(stream, exists_ok=True)
+            if not await consumer.stream_exists(stream):
+                # Normally the platform declares it; creating it lets either side start first.
+                await consumer.create_stream(stream, exists_ok=True)
             self._connected = True
             await self._store_sealed_offset(consumer)
             if self._next_offset is None:

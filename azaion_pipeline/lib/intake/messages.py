@@ -289,8 +289,10 @@ def decode(body: bytes, status_property: Any) -> Message:
     status = status_of(status_property)
     try:
         fields = msgpack.unpackb(body, timestamp=3, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise DeadLetter(DeadLetterReason.UNDECODABLE, f"msgpack: {exc}") from None
+    except Exception as exc:  # msgpack raises ValueError, TypeError (unhashable keys) ...
+        raise DeadLetter(
+            DeadLetterReason.UNDECODABLE, f"msgpack: {type(exc).__name__} {exc}"
+        ) from None
     if not isinstance(fields, list):
         raise DeadLetter(
             DeadLetterReason.WRONG_FIELDS,
