@@ -213,7 +213,6 @@ class IntakeConsumer:
             if not await consumer.stream_exists(stream):
                 # Normally the platform declares it; creating it lets either side start first.
                 await consumer.create_stream(stream, exists_ok=True)
-            self._connected = True
             await self._store_sealed_offset(consumer)
             if self._next_offset is None:
                 try:
@@ -229,6 +228,9 @@ class IntakeConsumer:
                 ),
                 subscriber_name=name,
             )
+            # Up only once subscribed: a broker that accepts logins but refuses the stream
+            # (permissions, a stream that stays unavailable) counts toward the absence limit.
+            self._connected = True
             log.info("consuming %s as %s from offset %d", stream, name, self._next_offset)
             while not self._stop.is_set():
                 if lost.is_set():
