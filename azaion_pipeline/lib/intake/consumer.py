@@ -87,7 +87,10 @@ class IntakeSettings(BaseSettings):
     )
     batch_messages: int = Field(default=500, ge=1, description="Seal after this many messages.")
     batch_seconds: float = Field(
-        default=10.0, gt=0, description="Seal this long after a batch's first message."
+        default=60.0,
+        gt=0,
+        # Bounds the replay after a crash and the partitions a trickle creates (1/minute).
+        description="Seal this long after a batch's first message.",
     )
     broker_absence_limit_s: float = Field(
         default=300.0, gt=0, description="Exit non-zero when the broker stays away this long."
