@@ -163,7 +163,11 @@ def test_broker_restart_under_the_consumer(rabbitmq, stream_settings, tmp_path):
 def test_broker_gone_past_the_limit_exits_nonzero(rabbitmq, stream_settings, tmp_path):
     send(stream_settings, [(encode_bulk([]), AnnotationStatus.VALIDATED)])
     consumer = start_consumer(
-        stream_settings, tmp_path, broker_absence_limit_s=3, reconnect_max_backoff_s=1
+        stream_settings,
+        tmp_path,
+        batch_seconds=1,
+        broker_absence_limit_s=3,
+        reconnect_max_backoff_s=1,
     )
     try:
         wait_for(lambda: stored_offset(stream_settings) == 0, what="the consumer at work")
