@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             if service_env:
                 consumer.enter_context(stream_consumer(env))
             process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+            # SIGTERM ends it like Ctrl-C: dagster dev first, then the consumer and the services.
+            signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
             try:
                 return process.wait()
             except KeyboardInterrupt:

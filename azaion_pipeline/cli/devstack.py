@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import threading
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM stops it like Ctrl-C, so the broker (its own process group) is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with running(args.dir, with_broker=True) as env:
         lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
         if args.env_file:
