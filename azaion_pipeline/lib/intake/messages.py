@@ -8,6 +8,7 @@ same messages, for the publisher that plays the platform in demos, tests and ben
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -73,11 +74,17 @@ class DeadLetter(Exception):
 
 
 def role_name(role: int) -> str:
-    return Role(role).name.lower() if role in Role._value2member_map_ else f"role_{role}"
+    try:
+        return Role(role).name.lower()
+    except ValueError:
+        return f"role_{role}"
 
 
 def source_name(source: int) -> str:
-    return Source(source).name if source in Source._value2member_map_ else f"source_{source}"
+    try:
+        return Source(source).name
+    except ValueError:
+        return f"source_{source}"
 
 
 def _normalised_key(key: str) -> str:
@@ -165,8 +172,9 @@ def status_of(value: Any) -> AnnotationStatus:
             value = int(text)
         elif text.upper() in AnnotationStatus.__members__:
             return AnnotationStatus[text.upper()]
-    if isinstance(value, int) and value in AnnotationStatus._value2member_map_:
-        return AnnotationStatus(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return AnnotationStatus(value)
     raise DeadLetter(DeadLetterReason.UNKNOWN_STATUS, f"AnnotationStatus property is {value!r}")
 
 
