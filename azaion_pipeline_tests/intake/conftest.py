@@ -106,7 +106,7 @@ def stored_offset(stream: StreamSettings, consumer_name: str = "azaion-pipeline-
 
 
 def lag(stream: StreamSettings, consumer_name: str = "azaion-pipeline-intake") -> int:
-    """Messages on the server after the stored offset.
+    """The last offset on the server minus the stored offset.
 
     Stored offsets take stream offsets of their own, so message offsets are not dense.
     """

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
 PREFETCH_MESSAGES = 256  # delivered but not yet applied; bounds memory with large images
+EMPTY_STREAM_WAIT_S = 2.0  # how long stream_lag waits for the last chunk of a stream
 APPLY_CHUNK = 32  # messages applied per hop to the writer threads
 WRITER_THREADS = 4
 
@@ -404,12 +405,17 @@ def _property(message: AMQPMessage, name: str) -> object:
     return None
 
 
-async def stream_lag(stream: StreamSettings, consumer_name: str, timeout_s: float = 5.0) -> int:
-    """Messages on the server after the offset stored under ``consumer_name``.
+async def stream_lag(stream: StreamSettings, consumer_name: str, timeout_s: float = 10.0) -> int:
+    """The last offset on the server minus the offset stored under ``consumer_name``.
 
-    RabbitMQ 3.10 has no stream-statistics command, so the last offset is read by subscribing
-    at the stream's last chunk and taking the highest offset delivered.
+    Stored offsets take stream offsets too, so this counts offsets, not strictly messages.
+    RabbitMQ 3.10 has no stream-statistics command: the last offset is read by subscribing at
+    the stream's last chunk. Raises ``TimeoutError`` past ``timeout_s`` (an unreachable host).
     """
+    return await asyncio.wait_for(_stream_lag(stream, consumer_name), timeout_s)
+
+
+async def _stream_lag(stream: StreamSettings, consumer_name: str) -> int:
     last = -1
     delivered = asyncio.Event()
 
@@ -430,9 +436,8 @@ async def stream_lag(stream: StreamSettings, consumer_name: str, timeout_s: floa
             on_message,
             offset_specification=ConsumerOffsetSpecification(OffsetType.LAST),
         )
-        try:
-            await asyncio.wait_for(delivered.wait(), timeout_s)
-            await asyncio.sleep(0.2)  # the rest of the last chunk
-        except TimeoutError:
-            pass  # an empty stream
+        # rstream runs the callback for every message of a chunk without yielding, so the
+        # whole last chunk has been seen once the first message is. An empty stream sends none.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(delivered.wait(), EMPTY_STREAM_WAIT_S)
     return max(0, last - stored)
