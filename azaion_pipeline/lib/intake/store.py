@@ -245,7 +245,9 @@ class AnnotationStore:
                 source=message.source,
                 createdDate=message.created_date,
                 imageExtension=image_target.suffix.lstrip("."),
-                imageSize=image_target.stat().st_size if image_target.exists() else None,
+                imageSize=len(message.image)
+                if message.image
+                else (image_target.stat().st_size if image_target.exists() else None),
                 status=int(message.status),
                 offset=offset,
             ),
