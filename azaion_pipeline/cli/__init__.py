@@ -9,7 +9,17 @@ import sys
 
 # Modules under azaion_pipeline.cli that each define ``register(subparsers)``; the
 # sub-command they register sets ``handler`` to a function taking the parsed args.
-COMMAND_MODULES = ["sample_data", "demo", "devstack", "fetch_model", "rollback", "dev", "worker"]
+COMMAND_MODULES = [
+    "sample_data",
+    "demo",
+    "devstack",
+    "fetch_model",
+    "rollback",
+    "dev",
+    "consume",
+    "publish_annotations",
+    "worker",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

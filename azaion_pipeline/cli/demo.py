@@ -1,13 +1,17 @@
 """``azaion-pipeline demo``: sample data, then every asset of the code location, end to end.
 
-Runs on the persistent Dagster instance in ``DAGSTER_HOME`` (default ``./.dagster_home``),
-so the runs and their metadata show up later in ``make dev``.
+The sample data arrives as Azaion's would: published onto the annotation stream of a local
+RabbitMQ node, consumed into the Azaion root, and each sealed batch recorded as a partition
+of ``annotation_batch``. Runs on the persistent Dagster instance in ``DAGSTER_HOME`` (default
+``./.dagster_home``), so the runs and their metadata show up later in ``make dev``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -19,6 +23,8 @@ from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import configs_dir, load_settings
 
 SUMMARY_VALUES_PER_ASSET = 9
+INTAKE_GROUP = "intake"
+CONSUME_UNTIL_IDLE_S = 2.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,25 +53,51 @@ def _has_data(layout: AzaionLayout) -> bool:
     )
 
 
+def feed_through_stream(layout: AzaionLayout, images: int, seed: int) -> None:
+    """Sample data written where the platform keeps it, published, then consumed into ``layout``."""
+    from azaion_pipeline.lib.intake.batches import BatchLog
+    from azaion_pipeline.lib.intake.consumer import IntakeConsumer, IntakeSettings, StreamSettings
+    from azaion_pipeline.lib.intake.publisher import publish_folder
+    from azaion_pipeline.lib.intake.store import AnnotationStore, read_dead_letters
+
+    settings = load_settings()
+    catalog = ClassCatalog.load(settings.resolved_classes_file())
+    stream = StreamSettings()
+    with tempfile.TemporaryDirectory(prefix="azaion-platform-") as outbox:
+        report = generate_sample_data(
+            AzaionLayout.under(outbox), catalog, images=images, seed=seed, with_defects=True
+        )
+        published = publish_folder(Path(outbox), stream, email="demo@azaion.local")
+    print(
+        f"sample data: {len(report.valid) + len(report.seed)} annotations and "
+        f"{sum(map(len, report.defects.values()))} defective pairs; published "
+        f"{sum(published.published.values())} onto {stream.queue_name} "
+        f"({len(published.skipped)} had no label a platform could send)"
+    )
+    consumer = IntakeConsumer(
+        AnnotationStore(layout),
+        BatchLog(layout),
+        stream,
+        IntakeSettings(),
+        until_idle_s=CONSUME_UNTIL_IDLE_S,
+    )
+    consumed = asyncio.run(consumer.run())
+    print(
+        f"consumed {consumed.consumed} messages into {layout.root} in {consumed.batches} "
+        f"sealed batches; {len(read_dead_letters(layout))} dead letters in "
+        f"{layout.intake / 'dead-letter'}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import dagster as dg
+
+    from azaion_pipeline.lib.intake.batches import BatchLog
 
     settings = load_settings()
     layout = AzaionLayout.under(
         settings.root_dir, settings.data_dir, settings.data_seed_dir, settings.data_deleted_dir
     )
-    if _has_data(layout):
-        print(f"using the annotations already under {layout.root}")
-    else:
-        catalog = ClassCatalog.load(settings.resolved_classes_file())
-        report = generate_sample_data(
-            layout, catalog, images=args.images, seed=args.seed, with_defects=True
-        )
-        print(
-            f"sample data: {len(report.valid)} annotations in {layout.data}, "
-            f"{len(report.seed)} in {layout.data_seed}, "
-            f"{sum(map(len, report.defects.values()))} defective pairs to quarantine"
-        )
 
     # Dagster insists on an absolute DAGSTER_HOME. The same instance config as `make dev`,
     # so the UI shows these runs under the same settings.
@@ -76,14 +108,36 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"run config {args.config} does not exist")
     run_config = yaml.safe_load(args.config.read_text()) or {}
 
-    # The reference Azaion API and S3 (SeaweedFS) that publishing talks to, for this run only.
+    # The reference Azaion API, S3 (SeaweedFS) and RabbitMQ, for this run only.
     with local_services(enabled=True) as service_env:
         # Resources read their secrets through dg.EnvVar when the run starts.
         os.environ.update(service_env)
+        batches = BatchLog(layout)
+        _, sealed_before = batches.sealed_since(0)
+        if _has_data(layout):
+            print(f"using the annotations already under {layout.root}")
+        else:
+            feed_through_stream(layout, args.images, args.seed)
+        new_batches, _ = batches.sealed_since(sealed_before)
         from azaion_pipeline.definitions import defs
 
-        job = defs.resolve_implicit_global_asset_job_def()
+        demo_job = dg.define_asset_job(
+            "demo_job", selection=dg.AssetSelection.all() - dg.AssetSelection.groups(INTAKE_GROUP)
+        )
+        job = dg.Definitions.merge(defs, dg.Definitions(jobs=[demo_job])).resolve_job_def(
+            demo_job.name
+        )
+        intake_job = defs.resolve_job_def("intake_batch_job")
         with dg.DagsterInstance.get() as instance:
+            # One partition and run per sealed batch, as sealed_batches_sensor does in `make dev`.
+            instance.add_dynamic_partitions("intake_batches", list(dict.fromkeys(new_batches)))
+            for batch_id in dict.fromkeys(new_batches):
+                print_summary(
+                    intake_job.execute_in_process(
+                        partition_key=batch_id, instance=instance, raise_on_error=False
+                    ),
+                    home,
+                )
             result = job.execute_in_process(
                 run_config=run_config, instance=instance, raise_on_error=False
             )

@@ -1,8 +1,9 @@
 """``azaion-pipeline dev``: the local services and the Dagster UI (webserver + daemon) on one host.
 
 Writes ``configs/dagster.yaml`` into ``$DAGSTER_HOME`` (default ``./.dagster_home``) with the
-`gpu` pool sized to ``AZAION_GPU_COUNT`` (default 1), starts the reference Azaion API and
-S3 (SeaweedFS) on loopback, and runs ``dagster dev`` with their settings in the environment.
+`gpu` pool sized to ``AZAION_GPU_COUNT`` (default 1), starts the reference Azaion API, S3 (SeaweedFS)
+and RabbitMQ (streams) on loopback plus the annotation stream consumer, and runs ``dagster dev``
+with their settings in the environment.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-services",
         action="store_true",
-        help="do not start the reference API and S3 (publishing then needs real ones configured)",
+        help="do not start the reference API, S3, RabbitMQ and the stream consumer "
+        "(publishing and intake then need real ones configured)",
     )
     parser.set_defaults(handler=run)
 
@@ -76,8 +79,27 @@ def local_services(enabled: bool) -> Iterator[dict[str, str]]:
         return
     from azaion_pipeline.devserver.stack import running
 
-    with running() as env:
+    with running(with_broker=True) as env:
         yield env
+
+
+@contextlib.contextmanager
+def stream_consumer(env: dict[str, str]) -> Iterator[None]:
+    """``azaion-pipeline consume`` beside the UI, stopped (SIGTERM: seal, store offset) with it."""
+    consumer = subprocess.Popen(
+        [str(Path(sys.executable).with_name("azaion-pipeline")), "consume"],
+        env=env,
+        cwd=PROJECT_ROOT,  # the same relative Azaion root as the UI's
+    )
+    try:
+        yield
+    finally:
+        consumer.terminate()
+        try:
+            consumer.wait(30)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+            consumer.wait()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
             "AZAION_UI_URL": os.environ.get("AZAION_UI_URL", f"http://{args.host}:{args.port}"),
         }
         print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it")
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            # After Ctrl-C dagster dev got the same SIGINT and shuts down by itself; after a
-            # SIGTERM sent to this process only, it is told here.
+        with contextlib.ExitStack() as consumer:
+            if service_env:
+                consumer.enter_context(stream_consumer(env))
+            process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+            # SIGTERM ends it like Ctrl-C: dagster dev first, then the consumer and the services.
+            signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
             try:
-                return process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.terminate()
+                return process.wait()
+            except KeyboardInterrupt:
+                # dagster dev got the same SIGINT and shuts its webserver and daemon down itself.
                 return process.wait()

@@ -1,4 +1,4 @@
-"""``azaion-pipeline devstack``: the reference Azaion API and a local S3 server on loopback.
+"""``azaion-pipeline devstack``: the reference Azaion API, a local S3 server and RabbitMQ on loopback.
 
 Prints the environment to use (``export`` lines, or writes them to ``--env-file``) and serves
 until interrupted. Every credential and key is freshly generated for this run.
@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import threading
 from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "devstack", help="run the local API + S3 and print the environment", description=__doc__
+        "devstack",
+        help="run the local API + S3 + RabbitMQ and print the environment",
+        description=__doc__,
     )
     parser.add_argument("--dir", type=Path, help="keep API users and storage here (default: temp)")
     parser.add_argument("--env-file", type=Path, help="also write the variables to this file")
@@ -26,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
-    with running(args.dir) as env:
+    # SIGTERM stops it like Ctrl-C, so the broker (its own process group) is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with running(args.dir, with_broker=True) as env:
         lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
         if args.env_file:
             args.env_file.touch(mode=0o600)

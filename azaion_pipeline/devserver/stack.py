@@ -1,8 +1,9 @@
-"""The local services the pipeline publishes to: the reference API and a SeaweedFS S3 server, on loopback.
+"""The local services the pipeline talks to: the reference API, an S3 server (SeaweedFS) and, on request,
+RabbitMQ with streams (the annotation stream), all on loopback.
 
-``running()`` starts both on free ports, with a bucket, an uploader (write) and a downloader
-(read-only) identity that SeaweedFS enforces, a pipeline user on the API, fresh keys, and yields
-the environment variables the pipeline reads. Used by devstack, the demo, ``make dev`` and the tests.
+``running()`` starts them on free ports, creates a bucket, an uploader (write) and a downloader
+(read-only) identity that SeaweedFS enforces, a pipeline user on the API, fresh keys, and
+yields the environment variables the pipeline reads. Used by devstack, the demo, ``make dev`` and the tests.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def running(
     base_dir: Path | None = None,
     wrap_api: Callable | None = None,
     token_ttl_s: int = 3600,
+    with_broker: bool = False,
 ) -> Iterator[dict[str, str]]:
     """Yields environment variables: AZAION_API_*, AZAION_CDN_*, AZAION_MODEL_KEY, AZAION_SIGNING_KEY,
     AZAION_TUF_* ...
 
-    ``wrap_api`` wraps the API's ASGI app (tests inject faults with it).
+    ``wrap_api`` wraps the API's ASGI app (tests inject faults with it). ``with_broker`` adds a
+    RabbitMQ node: Azaion's RABBITMQ_* settings and its AMQP URL (for Celery).
     """
     with contextlib.ExitStack() as stack:
         if base_dir is None:
@@ -66,6 +69,12 @@ def running(
         s3 = stack.enter_context(seaweedfs_s3(["azaion-models"]))
         signing_key, signing_public = generate_signing_key()
         tuf_keys = generate_tuf_keys()
+        broker_env = {}
+        if with_broker:
+            from azaion_pipeline.services import rabbitmq
+
+            node = stack.enter_context(rabbitmq.running(base_dir=base_dir / "rabbitmq"))
+            broker_env = {**node.env, "AZAION_DEVSTACK_AMQP_URL": node.amqp_url}
         yield {
             "AZAION_API_URL": api_url,
             "AZAION_API_EMAIL": pipeline_user[0],
@@ -81,4 +90,5 @@ def running(
             "AZAION_DEVSTACK_ADMIN_PASSWORD": admin_user[1],
             "AZAION_DEVSTACK_STORAGE_DIR": str(storage_dir),
             "AZAION_DEVSTACK_USERS_FILE": str(users_file),
+            **broker_env,
         }

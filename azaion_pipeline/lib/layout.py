@@ -39,6 +39,11 @@ class AzaionLayout:
         return self.root / "data-corrupted"
 
     @property
+    def intake(self) -> Path:
+        """The stream consumer's own state: sealed batch manifests and dead letters."""
+        return self.root / "intake"
+
+    @property
     def processed(self) -> Path:
         """Augmented annotations (originals and variants)."""
         return self.root / "data-processed"

@@ -35,8 +35,7 @@ DEFAULT_QUEUE_NAME = "azaion-annotations"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
-# Used when the node must not run as root; any unprivileged account with a shell-less login works.
-UNPRIVILEGED_USER = "nobody"
+START_ATTEMPTS = 3
 
 
 class RabbitMQStartError(RuntimeError):
@@ -263,6 +262,37 @@ def _run_as_account() -> str | None:
     return None
 
 
+def _prepared_node(base_dir: Path, queue_name: str, run_as: str | None) -> RabbitMQNode:
+    """A node with fresh ports, name and credentials, its files written into ``base_dir``."""
+    token = secrets.token_hex(4)
+    node = RabbitMQNode(
+        base_dir=base_dir,
+        node_name=f"azaion-{token}@localhost",
+        amqp_port=free_port(),
+        stream_port=free_port(),
+        dist_port=free_port(),
+        epmd_port=free_port(),
+        user=f"azaion-{token}",
+        password=secrets.token_urlsafe(24),
+        queue_name=queue_name,
+        run_as=run_as,
+    )
+    (base_dir / "log").mkdir(parents=True, exist_ok=True)
+    (base_dir / "mnesia").mkdir(exist_ok=True)
+    (base_dir / "rabbitmq-env.conf").write_text("")
+    (base_dir / "enabled_plugins").write_text("[rabbitmq_stream].\n")
+    config = base_dir / "rabbitmq.conf"
+    config.touch(mode=0o600)
+    config.write_text(
+        _config(node.amqp_port, node.stream_port, node.user, node.password, base_dir / "log")
+    )
+    if run_as:
+        account = pwd.getpwnam(run_as)
+        for path in [base_dir, *base_dir.rglob("*")]:
+            os.chown(path, account.pw_uid, account.pw_gid)
+    return node
+
+
 @contextlib.contextmanager
 def running(
     queue_name: str = DEFAULT_QUEUE_NAME, base_dir: Path | None = None
@@ -273,33 +303,17 @@ def running(
         if base_dir is None:
             base_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="azaion-mq-")))
         base_dir = Path(base_dir).absolute()
-        (base_dir / "log").mkdir(parents=True, exist_ok=True)
-        (base_dir / "mnesia").mkdir(exist_ok=True)
-        token = secrets.token_hex(4)
-        node = RabbitMQNode(
-            base_dir=base_dir,
-            node_name=f"azaion-{token}@localhost",
-            amqp_port=free_port(),
-            stream_port=free_port(),
-            dist_port=free_port(),
-            epmd_port=free_port(),
-            user=f"azaion-{token}",
-            password=secrets.token_urlsafe(24),
-            queue_name=queue_name,
-            run_as=run_as,
-        )
-        (base_dir / "rabbitmq-env.conf").write_text("")
-        (base_dir / "enabled_plugins").write_text("[rabbitmq_stream].\n")
-        config = base_dir / "rabbitmq.conf"
-        config.touch(mode=0o600)
-        config.write_text(
-            _config(node.amqp_port, node.stream_port, node.user, node.password, base_dir / "log")
-        )
-        if run_as:
-            account = pwd.getpwnam(run_as)
-            for path in [base_dir, *base_dir.rglob("*")]:
-                os.chown(path, account.pw_uid, account.pw_gid)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            node = _prepared_node(base_dir, queue_name, run_as)
+            try:
+                node.start()
+                break
+            except RabbitMQStartError:
+                node.stop()
+                node.stop_epmd()
+                # A free port can be taken by another process before the node binds it.
+                if attempt == START_ATTEMPTS:
+                    raise
         stack.callback(node.stop_epmd)
         stack.callback(node.stop)
-        node.start()
         yield node

@@ -1,0 +1,1 @@
+"""Intake wiring: sealed stream batches become partitions and runs of ``annotation_batch``."""
