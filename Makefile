@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test lint dev bench browser clean
+.PHONY: venv demo test lint dev bench browser postgres clean
 
 venv: $(STAMP)
 
@@ -22,17 +22,24 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
+# PostgreSQL server binaries for the Dagster-on-PostgreSQL tests and AZAION_INSTANCE=postgres
+# (Debian's package; azaion_pipeline/services/postgres.py runs it unprivileged in a temp dir).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv browser lint
+test: venv browser postgres lint
 	$(BIN)/python -m pytest
 
 demo: venv
 	$(BIN)/azaion-pipeline demo
 
-dev: venv
+dev: venv postgres
 	$(BIN)/azaion-pipeline dev
 
 bench: venv
