@@ -20,7 +20,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from azaion_pipeline.services.processes import LOOPBACK, executable, free_ports, process_group
+from azaion_pipeline.services.processes import (
+    LOOPBACK,
+    ProcessGroup,
+    ServiceError,
+    executable,
+    free_ports,
+    started,
+)
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 OS_USER_ENV = "AZAION_PG_OS_USER"
@@ -120,9 +127,10 @@ def postgres() -> Iterator[dict[str, str]]:
         )  # fmt: skip
         password_file.unlink()
         if init.returncode != 0:
-            raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
-        [port] = free_ports(1)
-        with process_group(base) as group:
+            raise ServiceError(f"initdb failed: {init.stderr.strip()[-2000:]}")
+
+        def launch(group: ProcessGroup) -> dict[str, str]:
+            [port] = free_ports(1)
             group.start(
                 "postgres",
                 [
@@ -140,13 +148,15 @@ def postgres() -> Iterator[dict[str, str]]:
                 f"PostgreSQL on {LOOPBACK}:{port}",
                 START_TIMEOUT_S,
             )
-            admin = {
+            return {
                 "DAGSTER_PG_HOST": LOOPBACK,
                 "DAGSTER_PG_PORT": str(port),
                 "DAGSTER_PG_USERNAME": SUPERUSER,
                 "DAGSTER_PG_PASSWORD": password,
                 "DAGSTER_PG_DB": "postgres",
             }
+
+        with started(base, launch) as admin:
             yield create_database(admin, DATABASE)
     finally:
         shutil.rmtree(base, ignore_errors=True)
