@@ -177,7 +177,9 @@ def test_full_pipeline_then_the_daemon_ticks_the_sensor_and_the_schedule(tmp_pat
 
         def retrain_requested():
             runs = runs_of(instance, "dagster/schedule_name", "retrain_schedule")
-            return runs[0] if runs else None
+            # The scheduler creates the run, then submits it to the queue.
+            submitted = [r for r in runs if r.status != dg.DagsterRunStatus.NOT_STARTED]
+            return submitted[0] if submitted else None
 
         retrain = wait_for("retrain run from a schedule tick", retrain_requested, daemon=daemon)
         versions = dataset_versions_by_run(instance)
