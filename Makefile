@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export YOLO_OFFLINE := 1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: venv demo test lint dev bench browser rabbitmq clean
+.PHONY: venv demo test lint dev bench browser rabbitmq postgres clean
 
 venv: $(STAMP)
 
@@ -32,17 +32,22 @@ browser:
 rabbitmq:
 	@$(call apt_install,rabbitmq-server)
 
+# PostgreSQL server binaries for the Dagster-on-PostgreSQL tests and AZAION_INSTANCE=postgres
+# (Debian's package; azaion_pipeline/services/postgres.py runs it unprivileged in a temp dir).
+postgres:
+	@$(call apt_install,postgresql)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: venv browser lint
+test: venv browser postgres lint
 	$(BIN)/python -m pytest
 
 demo: venv rabbitmq
 	$(BIN)/azaion-pipeline demo
 
-dev: venv rabbitmq
+dev: venv rabbitmq postgres
 	$(BIN)/azaion-pipeline dev
 
 bench: venv

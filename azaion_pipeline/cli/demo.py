@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from azaion_pipeline.cli.dev import gpu_count, local_services, prepare_dagster_home
+from azaion_pipeline.cli.dev import gpu_count, instance_kind, local_services, prepare_dagster_home
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import IMAGES, AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
@@ -103,15 +103,17 @@ def run(args: argparse.Namespace) -> int:
     # so the UI shows these runs under the same settings.
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").absolute()
     os.environ["DAGSTER_HOME"] = str(home)
-    prepare_dagster_home(home, gpu_count())
     if not args.config.is_file():
         raise FileNotFoundError(f"run config {args.config} does not exist")
     run_config = yaml.safe_load(args.config.read_text()) or {}
 
-    # The reference Azaion API, S3 (SeaweedFS) and RabbitMQ, for this run only.
-    with local_services(enabled=True) as service_env:
+    # The reference Azaion API, S3 (SeaweedFS) and RabbitMQ, for this run only (and a
+    # PostgreSQL when AZAION_INSTANCE=postgres names no server).
+    kind = instance_kind()
+    with local_services(enabled=True, kind=kind) as service_env:
         # Resources read their secrets through dg.EnvVar when the run starts.
         os.environ.update(service_env)
+        prepare_dagster_home(home, gpu_count(), kind)
         batches = BatchLog(layout)
         _, sealed_before = batches.sealed_since(0)
         if _has_data(layout):

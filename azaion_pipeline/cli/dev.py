@@ -4,6 +4,9 @@ Writes ``configs/dagster.yaml`` into ``$DAGSTER_HOME`` (default ``./.dagster_hom
 `gpu` pool sized to ``AZAION_GPU_COUNT`` (default 1), starts the reference Azaion API, S3 (SeaweedFS)
 and RabbitMQ (streams) on loopback plus the annotation stream consumer, and runs ``dagster dev``
 with their settings in the environment.
+``AZAION_INSTANCE=postgres`` writes ``configs/dagster.postgres.yaml`` instead, on the server in
+``DAGSTER_PG_*`` or, when ``DAGSTER_PG_HOST`` is unset, on a local PostgreSQL started for
+this session (its data goes when the session ends).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import yaml
 from azaion_pipeline.lib.settings import PROJECT_ROOT, configs_dir
 
 GPU_POOL = "gpu"
+INSTANCE_ENV = "AZAION_INSTANCE"
+INSTANCE_CONFIGS = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,15 +57,28 @@ def gpu_count() -> int:
     return count
 
 
-def prepare_dagster_home(home: Path, gpus: int) -> Path:
-    """Render the instance config into ``home`` and size the `gpu` pool; returns the config path."""
-    config = yaml.safe_load((configs_dir() / "dagster.yaml").read_text())
+def instance_kind() -> str:
+    kind = os.environ.get(INSTANCE_ENV, "sqlite")
+    if kind not in INSTANCE_CONFIGS:
+        raise ValueError(
+            f"{INSTANCE_ENV} must be one of {', '.join(INSTANCE_CONFIGS)}, got {kind!r}"
+        )
+    return kind
+
+
+def prepare_dagster_home(home: Path, gpus: int, kind: str = "sqlite") -> Path:
+    """Render the instance config into ``home`` and size the `gpu` pool; returns the config path.
+
+    For ``postgres`` the DAGSTER_PG_* variables must already point at a running server.
+    """
+    source = INSTANCE_CONFIGS[kind]
+    config = yaml.safe_load((configs_dir() / source).read_text())
     # dagster.yaml takes no env var for pool limits, so the number is written in here.
     config.setdefault("concurrency", {}).setdefault("pools", {})["default_limit"] = gpus
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     target.write_text(
-        "# Written by `azaion-pipeline dev` from configs/dagster.yaml; edit that file instead.\n"
+        f"# Written by `azaion-pipeline dev` from configs/{source}; edit that file instead.\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
     import dagster as dg
@@ -73,13 +91,19 @@ def prepare_dagster_home(home: Path, gpus: int) -> Path:
 
 
 @contextlib.contextmanager
-def local_services(enabled: bool) -> Iterator[dict[str, str]]:
-    if not enabled:
-        yield {}
-        return
-    from azaion_pipeline.devserver.stack import running
+def local_services(enabled: bool, kind: str = "sqlite") -> Iterator[dict[str, str]]:
+    """The reference API and S3 when ``enabled``; a PostgreSQL for a ``postgres`` instance
+    unless DAGSTER_PG_HOST names one already."""
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        if kind == "postgres" and not os.environ.get("DAGSTER_PG_HOST"):
+            from azaion_pipeline.services.postgres import postgres
 
-    with running(with_broker=True) as env:
+            env.update(stack.enter_context(postgres()))
+        if enabled:
+            from azaion_pipeline.devserver.stack import running
+
+            env.update(stack.enter_context(running(with_broker=True)))
         yield env
 
 
@@ -105,7 +129,7 @@ def stream_consumer(env: dict[str, str]) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").absolute()
     gpus = gpu_count()
-    prepare_dagster_home(home, gpus)
+    kind = instance_kind()
     dagster = Path(sys.executable).with_name("dagster")
     command = [
         str(dagster), "dev",
@@ -113,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         "-h", args.host,
         "-p", str(args.port),
     ]  # fmt: skip
-    with local_services(not args.no_services) as service_env:
+    with local_services(not args.no_services, kind) as service_env:
+        os.environ.update(service_env)  # the instance config reads DAGSTER_PG_* from here
+        prepare_dagster_home(home, gpus, kind)
         env = {
             **os.environ,
             **service_env,

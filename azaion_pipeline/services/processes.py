@@ -12,13 +12,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 LOOPBACK = "127.0.0.1"
 LOG_TAIL_CHARS = 3000
+PORT_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class ServiceError(RuntimeError):
     pass
+
+
+class PortTaken(ServiceError):
+    """Another process bound a port between our choosing it and the server binding it."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -81,9 +88,11 @@ class ProcessGroup:
     def check_alive(self) -> None:
         for name, process, _, _ in self._running:
             if process.poll() is not None:
-                raise ServiceError(
+                tail = self.log_tail(name)
+                error = PortTaken if "address already in use" in tail.lower() else ServiceError
+                raise error(
                     f"{name} exited with status {process.returncode} during start-up; "
-                    f"its log ends:\n{self.log_tail(name)}"
+                    f"its log ends:\n{tail}"
                 )
 
     def wait_until(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
@@ -111,6 +120,32 @@ class ProcessGroup:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextlib.contextmanager
+def started(log_dir: Path, launch: Callable[[ProcessGroup], T]) -> Iterator[T]:
+    """Yields what ``launch`` returns once its processes serve; stops them afterwards.
+
+    ``launch`` starts processes on freshly chosen free ports and waits for them; it is tried
+    again (fresh ports) when one of them found a port taken in between.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        group = ProcessGroup(log_dir)
+        try:
+            result = launch(group)
+        except PortTaken:
+            group.stop()
+            if attempt == PORT_ATTEMPTS:
+                raise
+            continue
+        except BaseException:
+            group.stop()
+            raise
+        break
+    try:
+        yield result
+    finally:
+        group.stop()
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azaion_pipeline.services.processes import LOOPBACK, executable, free_ports, process_group
+from azaion_pipeline.services.processes import (
+    LOOPBACK,
+    ProcessGroup,
+    executable,
+    free_ports,
+    started,
+)
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 90.0
@@ -89,7 +96,9 @@ def _weed_commands(weed: str, data: Path, config: Path) -> tuple[dict[str, list[
     (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc) = free_ports(8)
     master_address = f"{LOOPBACK}:{master}.{master_grpc}"  # host:http.grpc, no derived ports
     for folder in ("master", "volume", "filer"):
-        (data / folder).mkdir(parents=True, exist_ok=True)
+        # Fresh each start: a failed attempt's master remembers its old address.
+        shutil.rmtree(data / folder, ignore_errors=True)
+        (data / folder).mkdir(parents=True)
     common = [weed, "-logtostderr"]
     bind = [f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}"]
     commands = {
@@ -143,16 +152,22 @@ def seaweedfs_s3(buckets: Sequence[str]) -> Iterator[S3Server]:
         config = data_dir / "identities.json"
         config.touch(mode=0o600)
         config.write_text(json.dumps(identities_config(buckets, admin, uploader, downloader)))
-        commands, endpoint = _weed_commands(executable("weed"), data_dir, config)
-        group = stack.enter_context(process_group(data_dir))
-        for name, argv in commands.items():
-            # SIGINT is weed's clean stop; the filer sometimes hangs in it (waiting on its
-            # subscribers) and is then killed: its store is a journaled leveldb.
-            group.start(f"weed-{name}", argv, stop_signal=signal.SIGINT, stop_grace_s=STOP_GRACE_S)
-        admin_client = admin.client(endpoint, retries={"max_attempts": 1}, connect_timeout=2)
-        group.wait_until(
-            lambda: _buckets_writable(admin_client, buckets),
-            f"SeaweedFS S3 at {endpoint}",
-            START_TIMEOUT_S,
-        )
-        yield S3Server(endpoint, tuple(buckets), uploader, downloader, data_dir)
+        weed = executable("weed")
+
+        def launch(group: ProcessGroup) -> S3Server:
+            commands, endpoint = _weed_commands(weed, data_dir, config)
+            for name, argv in commands.items():
+                # SIGINT is weed's clean stop; the filer sometimes hangs in it (waiting on its
+                # subscribers) and is then killed: its store is a journaled leveldb.
+                group.start(
+                    f"weed-{name}", argv, stop_signal=signal.SIGINT, stop_grace_s=STOP_GRACE_S
+                )
+            admin_client = admin.client(endpoint, retries={"max_attempts": 1}, connect_timeout=2)
+            group.wait_until(
+                lambda: _buckets_writable(admin_client, buckets),
+                f"SeaweedFS S3 at {endpoint}",
+                START_TIMEOUT_S,
+            )
+            return S3Server(endpoint, tuple(buckets), uploader, downloader, data_dir)
+
+        yield stack.enter_context(started(data_dir, launch))

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from azaion_pipeline.cli.dev import gpu_count, prepare_dagster_home
+from azaion_pipeline.cli.dev import gpu_count, instance_kind, prepare_dagster_home
 from azaion_pipeline.lib.settings import configs_dir
 
 
@@ -49,3 +49,18 @@ def test_every_variant_keeps_the_same_safety_settings(variant):
     if "storage" in config:  # database credentials only ever from the environment
         database = config["storage"]["postgres"]["postgres_db"]
         assert database["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "sqlite"), ("postgres", "postgres")])
+def test_instance_kind_from_the_environment(monkeypatch, raw, expected):
+    if raw is None:
+        monkeypatch.delenv("AZAION_INSTANCE", raising=False)
+    else:
+        monkeypatch.setenv("AZAION_INSTANCE", raw)
+    assert instance_kind() == expected
+
+
+def test_instance_kind_rejects_nonsense(monkeypatch):
+    monkeypatch.setenv("AZAION_INSTANCE", "mysql")
+    with pytest.raises(ValueError, match="AZAION_INSTANCE must be one of sqlite, postgres"):
+        instance_kind()

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from azaion_pipeline.defs.automation.resources import LandingResource
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.training.k8s import training_run_tags
 from azaion_pipeline.lib.landing import land_locally
 
 DATASET_ASSETS = ("raw_annotations", "augmented_dataset", "training_dataset")
@@ -27,14 +28,14 @@ retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=retrain_selection,
     description="Train on the current training_dataset, gate against the champion, export, publish.",
-    tags={"azaion/job": "retrain"},
+    tags={"azaion/job": "retrain", **training_run_tags()},
 )
 
 full_pipeline_job = dg.define_asset_job(
     "full_pipeline_job",
     selection=ingest_selection | retrain_selection,
     description="Annotations all the way to a published model, in one run.",
-    tags={"azaion/job": "full"},
+    tags={"azaion/job": "full", **training_run_tags()},
 )
 
 

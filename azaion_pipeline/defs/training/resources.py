@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.training.k8s import k8s_training_client, training_backend
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.split import DatasetVersion
@@ -114,8 +115,12 @@ def training_resources() -> dg.Definitions:
                 workers=int(os.environ.get("AZAION_TRAIN_WORKERS", "8")),
                 base_models_dir=os.environ.get("AZAION_BASE_MODELS_DIR"),
             ),
-            # Swap for dagster_k8s.PipesK8sClient to train in a GPU pod: the asset passes
-            # only `command` and `extras`, which every Pipes client accepts.
-            "training_pipes_client": dg.PipesSubprocessClient(env={"YOLO_OFFLINE": "1"}),
+            # The asset passes only `command` and `extras`: a child process here, or a GPU
+            # pod through dagster-k8s with AZAION_TRAINING_BACKEND=k8s (k8s.py).
+            "training_pipes_client": (
+                k8s_training_client()
+                if training_backend() == "k8s"
+                else dg.PipesSubprocessClient(env={"YOLO_OFFLINE": "1"})
+            ),
         }
     )
