@@ -7,13 +7,28 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import MIB, CdnStore
-from azaion_pipeline.lib.distribution import Release, fetch_artifact, publish_release
+from azaion_pipeline.lib.distribution import (
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PREFIX,
+    NAME_PATTERN,
+    PREFIX_PATTERN,
+    Release,
+    fetch_artifact,
+    publish_release,
+)
 from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.release_manifest import ArtifactManifest, public_key_text
+
+
+class ReleaseLocation(dg.Config):
+    """Which model and key prefix a release lives under (publish and rollback)."""
+
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, pattern=NAME_PATTERN)
+    prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN)
 
 
 class AzaionCdn(dg.ConfigurableResource):
