@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from azaion_pipeline.lib.settings import PROJECT_ROOT, configs_dir
+from azaion_pipeline.lib.settings import PROJECT_ROOT, PipelineSettings, configs_dir
 
 GPU_POOL = "gpu"
 # How long dagster dev gets to stop its webserver, daemon and code servers after a signal.
@@ -43,14 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def gpu_count() -> int:
-    raw = os.environ.get("AZAION_GPU_COUNT", "1")
+    """``AZAION_GPU_COUNT`` as the environment says now (read fresh: not the cached settings)."""
     try:
-        count = int(raw)
-    except ValueError:
-        raise ValueError(f"AZAION_GPU_COUNT must be a whole number, got {raw!r}") from None
-    if count < 1:
-        raise ValueError(f"AZAION_GPU_COUNT must be at least 1, got {count}")
-    return count
+        return PipelineSettings().gpu_count
+    except ValidationError as exc:
+        problems = [p["msg"] for p in exc.errors() if p["loc"] == ("gpu_count",)]
+        if not problems:
+            raise
+        raise ValueError(f"AZAION_GPU_COUNT: {problems[0]}") from None
 
 
 def prepare_dagster_home(home: Path, gpus: int) -> Path:

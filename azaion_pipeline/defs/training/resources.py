@@ -1,6 +1,5 @@
 """Training resources and tunables, and their default wiring."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ from pydantic import Field
 
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.settings import load_settings
 from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import (
     TrainingRequest,
@@ -76,12 +76,13 @@ class YoloTrainer(dg.ConfigurableResource):
 
 @dg.definitions
 def training_resources() -> dg.Definitions:
+    settings = load_settings()
     return dg.Definitions(
         resources={
             "yolo_trainer": YoloTrainer(
-                device=os.environ.get("AZAION_TRAIN_DEVICE", "auto"),
-                workers=int(os.environ.get("AZAION_TRAIN_WORKERS", "8")),
-                base_models_dir=os.environ.get("AZAION_BASE_MODELS_DIR"),
+                device=settings.train_device,
+                workers=settings.train_workers,
+                base_models_dir=str(settings.base_models_dir) if settings.base_models_dir else None,
             ),
             # Swap for dagster_k8s.PipesK8sClient to train in a GPU pod: the asset passes
             # only `command` and `extras`, which every Pipes client accepts.
