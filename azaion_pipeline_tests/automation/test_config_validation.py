@@ -1,19 +1,25 @@
 """A bad launchpad value is refused before any run exists, with the field named.
 
 The same check runs wherever Dagster resolves a run config: ``validate_run_config``,
-``execute_in_process`` and ``dagster asset materialize -c`` (here through the real CLI).
+``execute_in_process``, ``dagster asset materialize -c`` (the real CLI) and a launch from the
+UI (the webserver's GraphQL launch, as the launchpad sends it).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 import yaml
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from azaion_pipeline.definitions import defs
 
@@ -127,3 +133,47 @@ def test_cli_materialize_refuses_a_bad_value_before_any_run(tmp_path, asset, fie
     assert "refused" in output and message in output, output
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_runs() == []
+
+
+@pytest.mark.slow
+def test_the_ui_launch_refuses_a_bad_value_before_any_run(tmp_path):
+    """The launchpad's launch goes through the webserver's GraphQL mutation, as here."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **PUBLISH_ENV, "DAGSTER_HOME": str(home), "PYTHONPATH": str(root)}
+    env["AZAION_ROOT_DIR"] = str(tmp_path / "root")
+    webserver = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-webserver")), "-w", str(root / "workspace.yaml"),
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60)
+        deadline = time.monotonic() + 240
+        while True:
+            assert webserver.poll() is None, "the webserver exited"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the webserver did not come up"
+            time.sleep(1)
+        for step, field, bad, message in [
+            ("trained_model", "imgsz", 100, "imgsz"),
+            ("training_dataset", "valid_percent", 40, "train_percent + valid_percent"),
+        ]:
+            job = "retrain_job" if step == "trained_model" else "ingest_job"
+            with pytest.raises(DagsterGraphQLClientError) as refused:
+                client.submit_job_execution(job, run_config=run_config(step, field, bad))
+            assert message in str(refused.value)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            assert instance.get_runs() == []
+    finally:
+        os.killpg(webserver.pid, signal.SIGTERM)
+        webserver.wait(timeout=60)

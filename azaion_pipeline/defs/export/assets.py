@@ -12,6 +12,7 @@ from azaion_pipeline.lib.export import (
     COREML_RUNTIME_NOTE,
     ExportedFile,
     ExportedModel,
+    ExportSettings,
     TensorrtExport,
     export_coreml,
     export_onnx,
@@ -19,28 +20,20 @@ from azaion_pipeline.lib.export import (
     inspect_coreml,
     tensorrt_unavailable_reason,
 )
-from azaion_pipeline.lib.parity import check_parity
+from azaion_pipeline.lib.parity import ParityThresholds, check_parity
 from azaion_pipeline.lib.train import ImageSize, TrainedWeights
 
 
-class ExportConfig(dg.Config):
-    """What is baked into an export: input size, batch range and the in-graph NMS thresholds."""
+class ExportConfig(dg.Config, ExportSettings):
+    """What is baked into an export: ``ExportSettings`` and the input size."""
 
     imgsz: ImageSize | None = Field(
         default=None, description="Input size (a multiple of 32); default: the training imgsz."
     )
-    max_batch: int = Field(default=8, ge=1, le=64, description="Largest batch the model accepts.")
-    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="NMS score threshold in-graph.")
-    iou: float = Field(default=0.7, gt=0.0, le=1.0, description="NMS IoU threshold in-graph.")
 
 
-class ParityConfig(dg.Config):
-    """How closely onnxruntime must agree with PyTorch."""
-
-    map_tolerance: float = Field(default=0.01, ge=0.0, description="Allowed mAP50-95 gap.")
-    min_iou: float = Field(default=0.9, gt=0.0, le=1.0, description="IoU of a matched box pair.")
-    min_matched: float = Field(default=0.95, ge=0.0, le=1.0, description="Share of boxes matched.")
-    max_images: int = Field(default=200, ge=1, description="valid+test images compared.")
+class ParityConfig(dg.Config, ParityThresholds):
+    """How closely onnxruntime must agree with PyTorch (``ParityThresholds``)."""
 
 
 def exported_model_metadata(record: ExportedModel) -> dict:
@@ -60,14 +53,23 @@ def exported_model_metadata(record: ExportedModel) -> dict:
     }
 
 
+def tensorrt_export_metadata(record: TensorrtExport) -> dict:
+    """What the UI shows for a TensorrtExport: the engine's export, or why there is none."""
+    if record.engine is None:
+        return {"skipped_reason": record.skipped_reason or ""}
+    return exported_model_metadata(record.engine)
+
+
+def _settings(config: ExportConfig) -> ExportSettings:
+    return ExportSettings.model_validate(config.model_dump(exclude={"imgsz"}))
+
+
 def _record(file: ExportedFile, config: ExportConfig, source: TrainedWeights) -> ExportedModel:
     return ExportedModel(
         file=file,
         imgsz=_imgsz(config, source),
-        conf=config.conf,
-        iou=config.iou,
-        max_batch=config.max_batch,
         source=source,
+        **_settings(config).model_dump(),
     )
 
 
@@ -102,9 +104,7 @@ def onnx_model(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        max_batch=config.max_batch,
-        conf=config.conf,
-        iou=config.iou,
+        _settings(config),
         extra_metadata={
             "model_version": trained_model.model_version,
             "dataset_version": trained_model.dataset_version,
@@ -127,8 +127,7 @@ def coreml_model(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        config.conf,
-        config.iou,
+        _settings(config),
     )
     return _output(exported, config, trained_model)
 
@@ -152,21 +151,19 @@ def tensorrt_model(
         record = TensorrtExport(engine=None, skipped_reason=reason)
         return dg.Output(
             record,
-            metadata={"skipped_reason": reason, "model_version": trained_model.model_version},
+            metadata=tensorrt_export_metadata(record),
             data_version=dg.DataVersion(f"none-{trained_model.model_version}"),
         )
     exported = export_tensorrt(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        config.max_batch,
-        config.conf,
-        config.iou,
+        _settings(config),
     )
-    engine = _record(exported, config, trained_model)
+    record = TensorrtExport(engine=_record(exported, config, trained_model))
     return dg.Output(
-        TensorrtExport(engine=engine),
-        metadata=exported_model_metadata(engine),
+        record,
+        metadata=tensorrt_export_metadata(record),
         data_version=dg.DataVersion(exported.sha256),
     )
 
@@ -192,11 +189,8 @@ def onnx_matches_pytorch(
         imgsz=onnx_model.imgsz,
         conf=onnx_model.conf,
         iou=onnx_model.iou,
-        map_tolerance=config.map_tolerance,
-        min_iou=config.min_iou,
-        min_matched=config.min_matched,
-        max_images=config.max_images,
         batch=onnx_model.max_batch,
+        thresholds=ParityThresholds.model_validate(config.model_dump()),
     )
     return dg.AssetCheckResult(
         passed=report.passed,
