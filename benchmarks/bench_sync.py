@@ -46,13 +46,13 @@ def sequential_pull(store, version: str, cache) -> int:
 
 
 def main() -> None:
-    from azaion_pipeline.lib.cdn import s3_client
     from azaion_pipeline.lib.dataset_store import (
         DEFAULT_WORKERS,
         DatasetStore,
         NodeCache,
         build_manifest,
     )
+    from azaion_pipeline.lib.s3 import s3_client
     from azaion_pipeline.services.seaweedfs import seaweedfs_s3
 
     workers = int(os.environ.get("BENCH_SYNC_WORKERS", DEFAULT_WORKERS))

@@ -16,7 +16,8 @@ MIB = 1024 * 1024
 
 
 def main() -> None:
-    from azaion_pipeline.lib.cdn import CdnStore, s3_client
+    from azaion_pipeline.lib.cdn import CdnStore
+    from azaion_pipeline.lib.s3 import s3_client
     from azaion_pipeline.services.seaweedfs import seaweedfs_s3
 
     bucket = "azaion-bench-upload"

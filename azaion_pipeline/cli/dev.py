@@ -17,16 +17,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from azaion_pipeline.lib.settings import PROJECT_ROOT, configs_dir
+from azaion_pipeline.lib.settings import PROJECT_ROOT, PipelineSettings, configs_dir
 
 GPU_POOL = "gpu"
 INSTANCE_ENV = "AZAION_INSTANCE"
 INSTANCE_CONFIGS = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}
+# How long dagster dev gets to stop its webserver, daemon and code servers after a signal.
+STOP_GRACE_S = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,14 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def gpu_count() -> int:
-    raw = os.environ.get("AZAION_GPU_COUNT", "1")
+    """``AZAION_GPU_COUNT`` as the environment says now (read fresh: not the cached settings)."""
     try:
-        count = int(raw)
-    except ValueError:
-        raise ValueError(f"AZAION_GPU_COUNT must be a whole number, got {raw!r}") from None
-    if count < 1:
-        raise ValueError(f"AZAION_GPU_COUNT must be at least 1, got {count}")
-    return count
+        return PipelineSettings().gpu_count
+    except ValidationError as exc:
+        problems = [p["msg"] for p in exc.errors() if p["loc"] == ("gpu_count",)]
+        if not problems:
+            raise
+        raise ValueError(f"AZAION_GPU_COUNT: {problems[0]}") from None
 
 
 def instance_kind() -> str:
@@ -151,11 +155,50 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as consumer:
             if service_env:
                 consumer.enter_context(stream_consumer(env))
-            process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
-            # SIGTERM ends it like Ctrl-C: dagster dev first, then the consumer and the services.
-            signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGINT))
+            # Its own session: a signal to this process alone (SIGTERM from a service manager)
+            # still reaches dagster dev, and whatever it leaves behind can be found and stopped.
+            process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+            # Returning leaves the blocks: the consumer, then the local services stop after it.
+            return supervise(process)
+
+
+def supervise(process: subprocess.Popen) -> int:
+    """Wait for ``process``; SIGINT and SIGTERM are passed on to it, and anything left in its
+    process group after it exits (or after the grace period) is stopped too."""
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        stopping.append(signum)
+        _signal_group(process.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
             try:
-                return process.wait()
-            except KeyboardInterrupt:
-                # dagster dev got the same SIGINT and shuts its webserver and daemon down itself.
-                return process.wait()
+                code = process.wait(timeout=STOP_GRACE_S if stopping else None)
+                break
+            except subprocess.TimeoutExpired:  # it did not stop in time
+                _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_leftovers(process.pid)
+    return 0 if stopping else code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # nothing of it is left
+        os.killpg(group, signum)
+
+
+def _stop_leftovers(group: int) -> None:
+    """SIGTERM, then SIGKILL, to processes still in ``group`` (e.g. an orphaned code server)."""
+    _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    _signal_group(group, signal.SIGKILL)

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from azaion_pipeline.lib.client_env import ClientEnv
-from azaion_pipeline.lib.distribution import DEFAULT_PREFIX
+from azaion_pipeline.lib.distribution import DEFAULT_MODEL_NAME, DEFAULT_PREFIX
 from azaion_pipeline.lib.edge_fetch import fetch_current
 from azaion_pipeline.lib.tuf_repo import CHANNELS
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--channel", choices=CHANNELS, default="stable", help="release channel (default stable)"
     )
-    parser.add_argument("--model", default="azaion", help="model name (default azaion)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name (default azaion)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix (default models)")
     parser.add_argument("--state-dir", type=Path, help="default AZAION_DEVICE_STATE_DIR")
     parser.set_defaults(handler=run)

@@ -11,7 +11,7 @@ import argparse
 
 from azaion_pipeline.lib.channels import rollback_channel, served_version
 from azaion_pipeline.lib.client_env import ClientEnv
-from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, list_versions
+from azaion_pipeline.lib.distribution import DEFAULT_MODEL_NAME, DEFAULT_PREFIX, list_versions
 from azaion_pipeline.lib.tuf_repo import CHANNELS, read_targets
 
 
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channel", choices=CHANNELS, default="stable")
     parser.add_argument("--version", help="target version (default: the one served before)")
     parser.add_argument("--list", action="store_true", help="only list the complete releases")
-    parser.add_argument("--model", default="azaion", help="model name (default azaion)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name (default azaion)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix (default models)")
     parser.set_defaults(handler=run)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.lib.cdn import s3_client
 from azaion_pipeline.lib.dataset_store import DEFAULT_WORKERS, DatasetStore, NodeCache
+from azaion_pipeline.lib.s3 import s3_client
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """The S3-compatible CDN that holds ``.big`` parts, manifests and the channels' TUF metadata.
 
 Large files go up as multipart uploads with parallel parts (boto3's transfer manager); botocore
-retries each request. After an upload the object's ETag is compared with the one computed locally,
+retries each request (the client comes from ``lib.s3``). After an upload the object's ETag is compared with the one computed locally,
 and a failed upload never leaves orphaned multipart parts behind.
 """
 
@@ -14,11 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import urllib3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -42,33 +40,6 @@ def _cause(exc: Exception) -> str:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return f"HTTP {status} {error.get('Code', '')} {error.get('Message', '')}".strip()
     return f"{type(exc).__name__}: {exc}"
-
-
-def s3_client(
-    endpoint_url: str | None,
-    access_key: str,
-    secret_key: str,
-    region: str = "us-east-1",
-    max_attempts: int = 8,
-    connect_timeout_s: float = 10,
-    read_timeout_s: float = 60,
-    max_pool_connections: int = 10,
-) -> Any:
-    """A client with botocore's standard retry mode (backoff with jitter) and timeouts."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url or None,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name=region,
-        config=Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            connect_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
-            max_pool_connections=max_pool_connections,  # one per thread that shares the client
-            signature_version="s3v4",  # presigned URLs too (they default to SigV2)
-        ),
-    )
 
 
 def expected_etag(path: Path, multipart_threshold: int, part_size: int) -> str:

@@ -36,6 +36,7 @@ from azaion_pipeline.lib.cdn import CdnError, CdnStore
 from azaion_pipeline.lib.release_manifest import generate_signing_key, load_private_key
 
 CHANNELS = ("canary", "stable")
+CHANNEL_PATTERN = "^(" + "|".join(CHANNELS) + ")$"
 TUF_FOLDER = "tuf"  # {prefix}/{model}/tuf/: beside the release folders, never one of them
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 # The private key of each role, from the environment or a secret store (never a file in the repo).

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from azaion_pipeline.defs.store import PipelineStore
-from azaion_pipeline.lib.cdn import s3_client
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset_store import DatasetStore
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
+from azaion_pipeline.lib.s3 import s3_client
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import load_settings
 from azaion_pipeline.lib.split import DATA_YAML, data_yaml_text

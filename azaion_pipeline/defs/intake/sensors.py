@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.automation.settings import sensor_status
 from azaion_pipeline.defs.intake.assets import intake_batch_job, intake_batches
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.intake.batches import BatchLog
+from azaion_pipeline.lib.settings import automation_settings
 
 
 @dg.sensor(
     job=intake_batch_job,
     minimum_interval_seconds=automation_settings().sensor_interval_seconds,
-    default_status=automation_settings().default_status(),
+    default_status=sensor_status(),
     description=(
         "Reads the consumer's batch index from where the last tick stopped (the cursor is a "
         "byte position, so a tick costs what is new) and requests one intake_batch_job run "

@@ -10,7 +10,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.publish.resources import AzaionApi, AzaionCdn, PublishKeys, TufMetadata
+from azaion_pipeline.defs.config import checked, config_of
+from azaion_pipeline.defs.publish.resources import (
+    AzaionApi,
+    AzaionCdn,
+    PublishKeys,
+    ReleaseLocation,
+    TufMetadata,
+)
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import promote_champion
 from azaion_pipeline.lib.channels import served_version
@@ -18,19 +25,23 @@ from azaion_pipeline.lib.distribution import Release
 from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hashing import sha256_text
+from azaion_pipeline.lib.parts import SMALL_SIZE_KB
 from azaion_pipeline.lib.release_flow import TRANSFER_ERRORS, publish_verified
 from azaion_pipeline.lib.roundtrip import verify_release
-from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError, metadata_prefix
+from azaion_pipeline.lib.tuf_repo import CHANNEL_PATTERN, CHANNELS, TufError, metadata_prefix
 
 PUBLISH_ERRORS = (*TRANSFER_ERRORS, TufError, ValueError)
 
 
-class PublishConfig(dg.Config):
-    model_name: str = "azaion"
-    prefix: str = "models"
-    small_size_kb: int = 3
+class PublishConfig(ReleaseLocation):
+    """Where the release goes and how much of each file stays on the API (.small)."""
+
+    small_size_kb: int = Field(
+        default=SMALL_SIZE_KB, ge=1, description="KiB of each encrypted file kept in .small."
+    )
     channel: str = Field(
         "canary",
+        pattern=CHANNEL_PATTERN,
         description=f"the channel ({', '.join(CHANNELS)}) that serves the release once its "
         "round trip passed",
     )
@@ -87,6 +98,7 @@ def _exports_of_one_model(
 @dg.asset(
     group_name="publish",
     kinds={"s3", "python"},
+    config_schema=checked(PublishConfig),
     description=(
         "Every available export of the trained model, encrypted Azaion-style, split into .small "
         "(API) and .big (CDN) with signed manifests; loaded back like an edge device, and only "
@@ -95,7 +107,6 @@ def _exports_of_one_model(
 )
 def published_model(
     context: dg.AssetExecutionContext,
-    config: PublishConfig,
     azaion_api: AzaionApi,
     azaion_cdn: AzaionCdn,
     publish_keys: PublishKeys,
@@ -105,6 +116,7 @@ def published_model(
     coreml_model: ExportedModel,
     tensorrt_model: TensorrtExport,
 ) -> dg.Output[Release]:
+    config = config_of(context, PublishConfig)
     source = onnx_model.source
     exports = _exports_of_one_model(
         context, onnx_model, {"coreml_model": coreml_model, "tensorrt_model": tensorrt_model.engine}

@@ -6,33 +6,37 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.automation.settings import automation_settings
-from azaion_pipeline.defs.publish.resources import AzaionCdn, TufMetadata
+from azaion_pipeline.defs.automation.settings import schedule_status
+from azaion_pipeline.defs.config import checked, config_of
+from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseLocation, TufMetadata
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
-from azaion_pipeline.lib.tuf_repo import CHANNELS, TufError
+from azaion_pipeline.lib.settings import automation_settings
+from azaion_pipeline.lib.tuf_repo import CHANNEL_PATTERN, CHANNELS, TufError
 
 
-class ReleaseConfig(dg.Config):
-    model_name: str = "azaion"
-    prefix: str = "models"
+class RollbackConfig(ReleaseLocation):
+    """Which channel rolls back, and to which release it served before."""
 
-
-class RollbackConfig(ReleaseConfig):
-    channel: str = Field("stable", description=f"one of {', '.join(CHANNELS)}")
-    version: str = Field("", description="a release the channel served; empty: the one before")
+    channel: str = Field(
+        "stable", pattern=CHANNEL_PATTERN, description=f"one of {', '.join(CHANNELS)}"
+    )
+    version: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="a release the channel served; empty: the one before",
+    )
 
 
 @dg.op(
+    config_schema=checked(RollbackConfig),
     description="Serves an earlier release on the channel again, as NEW, higher-version TUF "
-    "metadata: devices that already had the newer release accept it."
+    "metadata: devices that already had the newer release accept it.",
 )
 def roll_channel_back(
-    context: dg.OpExecutionContext,
-    config: RollbackConfig,
-    azaion_cdn: AzaionCdn,
-    tuf_metadata: TufMetadata,
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, tuf_metadata: TufMetadata
 ) -> None:
+    config = config_of(context, RollbackConfig)
     repo = tuf_metadata.repository(azaion_cdn, config.model_name, config.channel, config.prefix)
     move = rollback_channel(repo, config.version or None)
     context.log.info(
@@ -49,13 +53,14 @@ def rollback_job() -> None:
     roll_channel_back()
 
 
-@dg.op(description="Serves on stable exactly the release canary serves now.")
+@dg.op(
+    config_schema=checked(ReleaseLocation),
+    description="Serves on stable exactly the release canary serves now.",
+)
 def promote_canary(
-    context: dg.OpExecutionContext,
-    config: ReleaseConfig,
-    azaion_cdn: AzaionCdn,
-    tuf_metadata: TufMetadata,
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, tuf_metadata: TufMetadata
 ) -> None:
+    config = config_of(context, ReleaseLocation)
     canary, stable = (
         tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
         for channel in ("canary", "stable")
@@ -70,15 +75,14 @@ def promote_job() -> None:
 
 
 @dg.op(
+    config_schema=checked(ReleaseLocation),
     description="Signs a fresh timestamp for every channel (and renews targets and snapshot "
-    "before they expire), so devices can tell live metadata from frozen metadata."
+    "before they expire), so devices can tell live metadata from frozen metadata.",
 )
 def refresh_timestamps(
-    context: dg.OpExecutionContext,
-    config: ReleaseConfig,
-    azaion_cdn: AzaionCdn,
-    tuf_metadata: TufMetadata,
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, tuf_metadata: TufMetadata
 ) -> None:
+    config = config_of(context, ReleaseLocation)
     for channel in CHANNELS:
         repo = tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
         try:
@@ -99,24 +103,26 @@ refresh_schedule = dg.ScheduleDefinition(
     job=refresh_job,
     cron_schedule=automation_settings().tuf_refresh_cron,
     execution_timezone=automation_settings().retrain_timezone,
-    default_status=automation_settings().default_schedule_status(),
+    default_status=schedule_status(),
     description="Re-signs the TUF timestamps (AZAION_TUF_REFRESH_CRON, default daily 03:00).",
 )
 
 
-class CleanupConfig(ReleaseConfig):
+class CleanupConfig(ReleaseLocation):
+    """Which release tree to clean, and how old debris must be before it goes."""
+
     older_than_hours: float = Field(
         24, gt=0, description="only debris older than this goes; a running publish is younger"
     )
 
 
 @dg.op(
+    config_schema=checked(CleanupConfig),
     description="Removes partial release folders (no release.json) and aborts unfinished "
-    "multipart uploads older than the configured age; complete releases are never touched."
+    "multipart uploads older than the configured age; complete releases are never touched.",
 )
-def remove_publish_debris(
-    context: dg.OpExecutionContext, config: CleanupConfig, azaion_cdn: AzaionCdn
-) -> None:
+def remove_publish_debris(context: dg.OpExecutionContext, azaion_cdn: AzaionCdn) -> None:
+    config = config_of(context, CleanupConfig)
     report = clean_debris(
         azaion_cdn.upload_store(),
         config.model_name,
