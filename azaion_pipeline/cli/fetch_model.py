@@ -3,6 +3,8 @@
 Downloads ``.big`` from the CDN (downloader keys) and ``.small`` from the API (bound to this
 machine's hardware), verifies the Ed25519 signature (AZAION_SIGNING_PUBLIC_KEY, pinned) and every
 hash, decrypts with AZAION_MODEL_KEY, and only then writes FILE. On any failure nothing is written.
+Beside FILE it writes FILE.json: the per-class confidence thresholds and the evaluation summary
+from the signed manifest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from azaion_pipeline.lib.client_env import ClientEnv
 from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, fetch_artifact
+from azaion_pipeline.lib.release_manifest import write_sidecar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         prefix=args.prefix,
     )
+    sidecar = write_sidecar(args.out, manifest)
     print(
         f"wrote {args.out} ({manifest.plaintext.size} bytes, sha256 {manifest.plaintext.sha256}) "
-        f"from {args.model} {manifest.version} (model {manifest.model_version})"
+        f"from {args.model} {manifest.version} (model {manifest.model_version}); thresholds and "
+        f"evaluation in {sidecar}"
     )
     return 0

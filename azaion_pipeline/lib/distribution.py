@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore
 from azaion_pipeline.lib.crypto import DecryptionError, decrypt_stream, model_key_string
+from azaion_pipeline.lib.evaluation.scoring import EvaluationSummary
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.parts import SMALL_SIZE_KB, JoinedReader, encrypt_and_split
 from azaion_pipeline.lib.release_manifest import (
@@ -130,6 +131,7 @@ def publish_release(
     workdir: Path,
     prefix: str = DEFAULT_PREFIX,
     small_size_kb: int = SMALL_SIZE_KB,
+    evaluation: EvaluationSummary | None = None,
 ) -> Release:
     if not artifacts:
         raise ValueError("nothing to publish: no artifacts given")
@@ -161,6 +163,7 @@ def publish_release(
             format=artifact.format,
             file_name=artifact.file_name,
             metrics=metrics,
+            evaluation=evaluation,
         )
         data, signature = sign_manifest(manifest, signing_key)
         cdn.put_bytes(names.signature(artifact.file_name), signature, "application/octet-stream")
