@@ -51,18 +51,24 @@ def _class_ap(
         result[has_truth] = 0.0
         return result
     w = weights[:, det_image].astype(float)  # (B, D)
-    seen = np.cumsum(w, axis=1)
+    seen = np.cumsum(w, axis=1)  # detections kept so far, with multiplicity
     rows = np.arange(resamples)[:, None]
-    width = w.shape[1]
     total = np.zeros(resamples)
     for threshold in IOU_THRESHOLDS:
-        hits = np.cumsum(w * (det_iou >= threshold), axis=1)
+        # Recall only rises at a hit, and between hits precision only falls, so COCO's
+        # interpolated precision is decided at the hits alone: B×hits instead of B×D.
+        hit = np.flatnonzero(det_iou >= threshold)
+        if len(hit) == 0:
+            continue
+        hits = np.cumsum(w[:, hit], axis=1)
+        kept = seen[:, hit]
         recall = hits / np.maximum(n_truth, 1)[:, None]
-        precision = np.divide(hits, seen, out=np.zeros_like(hits), where=seen > 0)
+        precision = np.divide(hits, kept, out=np.zeros_like(hits), where=kept > 0)
         # COCO's envelope: precision at a recall is the best precision at any higher recall
         precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
         # one searchsorted for all rows: recall lies in [0, 1], so offsetting row b by 2b
         # keeps the flattened array sorted
+        width = len(hit)
         keys = (recall + 2.0 * rows).ravel()
         wanted = (RECALL_THRESHOLDS[None, :] + 2.0 * rows).ravel()
         index = np.searchsorted(keys, wanted, side="left").reshape(resamples, -1)
