@@ -19,6 +19,7 @@ from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.hashing import sha256_file, sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS
 from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.records import Record
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 LABEL_SUFFIX = ".txt"
@@ -42,6 +43,21 @@ class Reason(StrEnum):
     @staticmethod
     def duplicate_of(name: str) -> str:
         return f"duplicate_of:{name}"
+
+
+class AnnotationSet(Record):
+    """raw_annotations' output: the valid annotations (listed in ``manifest``) and the tally."""
+
+    version: str
+    manifest: Path
+    valid: int
+    quarantined: int
+    duplicates: int
+    quarantined_by_reason: dict[str, int]
+    quarantine_failures: int
+    reasons_file: Path
+    boxes_per_class: dict[int, int]
+    validated_now: int
 
 
 class AnnotationError(ValueError):

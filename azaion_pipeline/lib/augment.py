@@ -21,11 +21,28 @@ from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS
 from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.records import Record
 
 # Bump when the transform list below changes: it is part of the output folder's key.
 TRANSFORMS_REVISION = "azaion-v2"
 STATE_FILE = "state.json"
 MAX_VARIANTS = 7
+
+
+class AugmentedSet(Record):
+    """augmented_dataset's output: originals + variants (listed in ``manifest``) and the tally."""
+
+    version: str
+    annotations_version: str  # the AnnotationSet this was made from
+    settings_key: str
+    output_dir: Path
+    manifest: Path
+    images: int
+    sources: int
+    augmented_now: int
+    skipped_unchanged: int
+    removed: int
+    failures: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,29 @@ from azaion_pipeline.lib.annotations import AnnotationError, parse_label
 from azaion_pipeline.lib.classes import NUM_MODEL_CLASSES
 from azaion_pipeline.lib.files import link_or_copy
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+from azaion_pipeline.lib.records import Record
 
 DATA_YAML = "data.yaml"
 MODEL_CLASS_IDS = frozenset(range(NUM_MODEL_CLASSES))
+
+
+class DatasetVersion(Record):
+    """training_dataset's output: one laid-out YOLO dataset (train/valid/test + data.yaml)."""
+
+    version: str
+    directory: Path
+    data_yaml: Path
+    augmented_version: str  # the AugmentedSet this was split from
+    augmented_manifest: Path
+    class_names: dict[int, str]  # the nc=80 names written into data.yaml
+    images: dict[str, int]  # per split
+    boxes_per_class: dict[str, dict[int, int]]  # per split, read back from the label files
+    reused_existing: bool
+    copied_files: int
+    preview: Path | None  # a PNG grid of training images with their boxes
+
+    def boxes(self, split: str) -> int:
+        return sum(self.boxes_per_class[split].values())
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,14 @@ import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.dataset.progress import progress_logger
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.augment import MAX_VARIANTS, AugmentSettings, augment_dataset
+from azaion_pipeline.lib.annotations import AnnotationSet
+from azaion_pipeline.lib.augment import (
+    MAX_VARIANTS,
+    AugmentedSet,
+    AugmentSettings,
+    augment_dataset,
+)
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.manifest import read_manifest, write_manifest
 
@@ -28,21 +33,40 @@ class AugmentedDatasetConfig(dg.Config):
     workers: int = Field(default=0, ge=0, description="Augmentation processes; 0 = every core.")
 
 
+def augmented_set_metadata(record: AugmentedSet) -> dict:
+    """What the UI shows for an AugmentedSet."""
+    return {
+        "version": record.version,
+        "annotations_version": record.annotations_version,
+        "manifest_path": dg.MetadataValue.path(str(record.manifest)),
+        "images": record.images,
+        "sources": record.sources,
+        "augmented_now": record.augmented_now,
+        "skipped_unchanged": record.skipped_unchanged,
+        "removed": record.removed,
+        "failed": len(record.failures),
+        "failures": dg.MetadataValue.json(record.failures),
+        "output_dir": dg.MetadataValue.path(str(record.output_dir)),
+        "settings_key": record.settings_key,
+    }
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
-    deps=["raw_annotations"],
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
         "transforms, under data-processed/aug-{settings key}. Incremental and deterministic."
     ),
 )
 def augmented_dataset(
-    context: dg.AssetExecutionContext, config: AugmentedDatasetConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: AugmentedDatasetConfig,
+    storage: AzaionStorage,
+    raw_annotations: AnnotationSet,
+) -> dg.Output[AugmentedSet]:
     layout = storage.layout()
-    upstream = upstream_metadata(context, "raw_annotations")
-    annotations = read_manifest(upstream["manifest_path"])["annotations"]
+    annotations = read_manifest(raw_annotations.manifest)["annotations"]
     settings = AugmentSettings(
         variants=config.variants,
         min_box_size=config.min_box_size,
@@ -67,21 +91,21 @@ def augmented_dataset(
             "entries": result.entries,
         },
     )
-    version = sha256_text(
-        [settings.key, *(f"{e['image']}:{e['source_hash']}" for e in result.entries)]
+    record = AugmentedSet(
+        version=sha256_text(
+            [settings.key, *(f"{e['image']}:{e['source_hash']}" for e in result.entries)]
+        ),
+        annotations_version=raw_annotations.version,
+        settings_key=settings.key,
+        output_dir=result.output_dir,
+        manifest=manifest,
+        images=len(result.entries),
+        sources=len({e["source"] for e in result.entries}),
+        augmented_now=result.augmented,
+        skipped_unchanged=result.skipped,
+        removed=result.removed,
+        failures=result.failures,
     )
-    return dg.MaterializeResult(
-        metadata={
-            "manifest_path": dg.MetadataValue.path(str(manifest)),
-            "images": len(result.entries),
-            "sources": len({e["source"] for e in result.entries}),
-            "augmented_now": result.augmented,
-            "skipped_unchanged": result.skipped,
-            "removed": result.removed,
-            "failed": len(result.failures),
-            "failures": dg.MetadataValue.json(result.failures),
-            "output_dir": dg.MetadataValue.path(str(result.output_dir)),
-            "settings_key": settings.key,
-        },
-        data_version=dg.DataVersion(version),
+    return dg.Output(
+        record, metadata=augmented_set_metadata(record), data_version=dg.DataVersion(record.version)
     )

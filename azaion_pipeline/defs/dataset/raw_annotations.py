@@ -9,6 +9,7 @@ from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.annotations import (
     DEFAULT_MAX_IMAGE_PIXELS,
+    AnnotationSet,
     ValidationCache,
     collect_annotations,
 )
@@ -28,6 +29,25 @@ class RawAnnotationsConfig(dg.Config):
     workers: int = Field(default=0, ge=0, description="Validation processes; 0 = every core.")
 
 
+def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dict:
+    """What the UI shows for an AnnotationSet."""
+    return {
+        "version": record.version,
+        "manifest_path": dg.MetadataValue.path(str(record.manifest)),
+        "valid": record.valid,
+        "quarantined": record.quarantined,
+        "duplicates": record.duplicates,
+        "quarantined_by_reason": dg.MetadataValue.json(record.quarantined_by_reason),
+        "quarantine_failures": record.quarantine_failures,
+        "reasons_path": dg.MetadataValue.path(str(record.reasons_file)),
+        "boxes": sum(record.boxes_per_class.values()),
+        "validated_now": record.validated_now,
+        "class_histogram": dg.MetadataValue.md(
+            class_histogram_markdown(record.boxes_per_class, names, "boxes per class")
+        ),
+    }
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
@@ -38,7 +58,7 @@ class RawAnnotationsConfig(dg.Config):
 )
 def raw_annotations(
     context: dg.AssetExecutionContext, config: RawAnnotationsConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
+) -> dg.Output[AnnotationSet]:
     layout = storage.layout()
     catalog = storage.classes()
     sources = [(layout.data, "data")]
@@ -66,21 +86,20 @@ def raw_annotations(
         {"version": collection.version, "annotations": [a.to_json() for a in collection.valid]},
     )
     by_reason = Counter(r.reason.split(":")[0] for r in collection.rejected)
-    names = catalog.names()
-    return dg.MaterializeResult(
-        metadata={
-            "manifest_path": dg.MetadataValue.path(str(manifest)),
-            "valid": len(collection.valid),
-            "quarantined": len(collection.rejected),
-            "duplicates": collection.duplicates,
-            "quarantined_by_reason": dg.MetadataValue.json(dict(sorted(by_reason.items()))),
-            "quarantine_failures": len(outcome.failed),
-            "reasons_path": dg.MetadataValue.path(str(layout.corrupted / "reasons.jsonl")),
-            "boxes": sum(collection.class_counts().values()),
-            "validated_now": len(collection.valid) + len(collection.rejected) - cache.hits,
-            "class_histogram": dg.MetadataValue.md(
-                class_histogram_markdown(collection.class_counts(), names, "boxes per class")
-            ),
-        },
-        data_version=dg.DataVersion(collection.version),
+    record = AnnotationSet(
+        version=collection.version,
+        manifest=manifest,
+        valid=len(collection.valid),
+        quarantined=len(collection.rejected),
+        duplicates=collection.duplicates,
+        quarantined_by_reason=dict(sorted(by_reason.items())),
+        quarantine_failures=len(outcome.failed),
+        reasons_file=layout.corrupted / "reasons.jsonl",
+        boxes_per_class=dict(sorted(collection.class_counts().items())),
+        validated_now=len(collection.valid) + len(collection.rejected) - cache.hits,
+    )
+    return dg.Output(
+        record,
+        metadata=annotation_set_metadata(record, catalog.names()),
+        data_version=dg.DataVersion(record.version),
     )

@@ -6,15 +6,22 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.augment import AugmentedSet
+from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.histogram import class_histogram_markdown
 from azaion_pipeline.lib.layout import SPLITS
 from azaion_pipeline.lib.manifest import read_manifest
 from azaion_pipeline.lib.plots import png_markdown
 from azaion_pipeline.lib.preview import preview_grid_png
-from azaion_pipeline.lib.split import SplitShares, assign_splits, build_dataset, split_label_stats
+from azaion_pipeline.lib.split import (
+    DatasetVersion,
+    SplitShares,
+    assign_splits,
+    build_dataset,
+    split_label_stats,
+)
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -25,22 +32,51 @@ class TrainingDatasetConfig(dg.Config):
     )
 
 
+def dataset_version_metadata(record: DatasetVersion) -> dict:
+    """What the UI shows for a DatasetVersion."""
+    metadata = {
+        "data_yaml": dg.MetadataValue.path(str(record.data_yaml)),
+        "dataset_version": record.version,
+        "augmented_version": record.augmented_version,
+        "dataset_dir": dg.MetadataValue.path(str(record.directory)),
+        **{f"{split}_images": record.images[split] for split in SPLITS},
+        **{f"{split}_boxes": record.boxes(split) for split in SPLITS},
+        "augmented_manifest": dg.MetadataValue.path(str(record.augmented_manifest)),
+        "reused_existing": record.reused_existing,
+        "copied_files": record.copied_files,
+        "class_histogram": dg.MetadataValue.md(
+            "\n\n".join(
+                class_histogram_markdown(
+                    record.boxes_per_class[split],
+                    record.class_names,
+                    f"{split}: boxes per class",
+                )
+                for split in SPLITS
+            )
+        ),
+    }
+    if record.preview:
+        metadata["preview"] = dg.MetadataValue.md(png_markdown(record.preview, "training images"))
+    return metadata
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
-    deps=["augmented_dataset"],
     description=(
         "datasets/azaion-{version}/{train,valid,test}/{images,labels} + data.yaml (nc 80). "
         "Split by a stable hash of the source name; valid/test hold originals only."
     ),
 )
 def training_dataset(
-    context: dg.AssetExecutionContext, config: TrainingDatasetConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: TrainingDatasetConfig,
+    storage: AzaionStorage,
+    augmented_dataset: AugmentedSet,
+) -> dg.Output[DatasetVersion]:
     layout = storage.layout()
     catalog = storage.classes()
-    upstream = upstream_metadata(context, "augmented_dataset")
-    augmented_manifest = Path(upstream["manifest_path"])
+    augmented_manifest = augmented_dataset.manifest
     shares = SplitShares(train=config.train_percent, valid=config.valid_percent)
     by_split = assign_splits(read_manifest(augmented_manifest)["entries"], shares)
 
@@ -66,22 +102,24 @@ def training_dataset(
     preview = preview_grid_png(
         samples[: config.preview_images], names, {i: catalog.color(i) for i in catalog.valid_ids()}
     )
-    metadata = {
-        "data_yaml": dg.MetadataValue.path(str(built.data_yaml)),
-        "dataset_version": version,
-        "dataset_dir": dg.MetadataValue.path(str(built.directory)),
-        **{f"{split}_images": built.images[split] for split in SPLITS},
-        **{f"{split}_boxes": sum(per_split[split].values()) for split in SPLITS},
-        "augmented_manifest": dg.MetadataValue.path(str(augmented_manifest)),
-        "reused_existing": built.reused,
-        "copied_files": built.copied_files,
-    }
-    metadata["class_histogram"] = dg.MetadataValue.md(
-        "\n\n".join(
-            class_histogram_markdown(per_split[split], names, f"{split}: boxes per class")
-            for split in SPLITS
-        )
-    )
+    preview_path = None
     if preview:
-        metadata["preview"] = dg.MetadataValue.md(png_markdown(preview, "training images"))
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
+        preview_path = layout.manifests / f"preview-{version}.png"
+        preview_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(preview_path, preview)
+    record = DatasetVersion(
+        version=version,
+        directory=built.directory,
+        data_yaml=built.data_yaml,
+        augmented_version=augmented_dataset.version,
+        augmented_manifest=augmented_manifest,
+        class_names=names,
+        images={split: built.images[split] for split in SPLITS},
+        boxes_per_class={split: dict(sorted(per_split[split].items())) for split in SPLITS},
+        reused_existing=built.reused,
+        copied_files=built.copied_files,
+        preview=preview_path,
+    )
+    return dg.Output(
+        record, metadata=dataset_version_metadata(record), data_version=dg.DataVersion(version)
+    )
