@@ -7,12 +7,13 @@ import pytest
 from azaion_pipeline.lib.evaluate import evaluate
 from azaion_pipeline.lib.evaluation.evaluator import evaluate_export
 from azaion_pipeline.lib.export import export_onnx
+from azaion_pipeline.lib.train import TrainedWeights
 
 from .conftest import LEARNED_RECIPE, train_once
 
 
 @pytest.fixture(scope="session")
-def converged(tmp_path_factory, learnable_dataset) -> dict:
+def converged(tmp_path_factory, learnable_dataset) -> TrainedWeights:
     """The learned recipe run to 40 epochs (test mAP50 ~0.8).
 
     Agreement needs a model that has settled its classes: on the 20-epoch ``learned`` model
@@ -27,8 +28,8 @@ def converged(tmp_path_factory, learnable_dataset) -> dict:
 def converged_export(tmp_path_factory, converged) -> Path:
     """Exported as onnx_model does by default: NMS inside, a low in-graph score floor."""
     exported = export_onnx(
-        Path(converged["weights_path"]),
-        int(converged["imgsz"]),
+        converged.weights_path,
+        converged.imgsz,
         tmp_path_factory.mktemp("azaion-eval-exports"),
         conf=0.001,
     )
@@ -37,9 +38,9 @@ def converged_export(tmp_path_factory, converged) -> Path:
 
 @pytest.mark.slow
 def test_evaluator_agrees_with_ultralytics_on_the_pt(converged, converged_export):
-    data_yaml = Path(converged["data_yaml"])
+    data_yaml = converged.data_yaml
     ours = evaluate_export(converged_export, data_yaml.parent, batch=8)
-    theirs = evaluate(converged["weights_path"], data_yaml, "test", int(converged["imgsz"]), "cpu")
+    theirs = evaluate(converged.weights_path, data_yaml, "test", converged.imgsz, "cpu")
     assert theirs.map50_95 > 0.2, "the session model should really detect"
     assert ours.summary.overall.ap50_95 == pytest.approx(theirs.map50_95, abs=0.02)
     assert ours.summary.overall.ap50 == pytest.approx(theirs.map50, abs=0.03)
