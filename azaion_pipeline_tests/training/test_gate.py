@@ -12,10 +12,12 @@ import pytest
 
 from azaion_pipeline.defs.evaluation.assets import model_evaluation, promotion_gate
 from azaion_pipeline.defs.io import RecordIOManager
+from azaion_pipeline.defs.publish.assets import published_model
+from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.champion import promote_champion
+from azaion_pipeline.lib.champion import promote_champion, read_champion
 from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
-from azaion_pipeline.lib.export import ExportedModel, export_onnx
+from azaion_pipeline.lib.export import ExportedModel, TensorrtExport, export_onnx
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.train import TrainedWeights
 from azaion_pipeline_tests.seeding import seeded_instance, upstream
@@ -119,3 +121,36 @@ def test_a_champion_promoted_without_its_onnx_is_exported_for_the_comparison(
     assert check.passed, check.metadata["reason"].value
     assert record.champion_onnx_sha256 is not None
     assert record.comparison.intervals["overall"].delta == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_refused_model_is_never_published_nor_crowned(tmp_path, learned_export, weak_export):
+    crown(tmp_path, learned_export)
+    layout = AzaionLayout.under(tmp_path)
+    champion_before = read_champion(layout)
+    instance = seeded_instance(
+        tmp_path,
+        onnx_model=weak_export,
+        coreml_model=weak_export,  # never loaded: the gate stops the run before publishing
+        tensorrt_model=TensorrtExport(engine=None, skipped_reason="no CUDA GPU is visible"),
+    )
+    result = dg.materialize(
+        [
+            *upstream("onnx_model", "coreml_model", "tensorrt_model"),
+            model_evaluation,
+            promotion_gate,
+            published_model,
+        ],
+        instance=instance,
+        resources={
+            **publish_resource_defs(),
+            "storage": AzaionStorage(root_dir=str(tmp_path)),
+            "io_manager": RecordIOManager(root_dir=str(tmp_path)),
+        },
+        run_config={"ops": {"model_evaluation_promotion_gate": {"config": {"floor": 0.0}}}},
+        raise_on_error=False,
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert instance.get_latest_materialization_event(dg.AssetKey("model_evaluation"))
+    assert instance.get_latest_materialization_event(dg.AssetKey("published_model")) is None
+    assert read_champion(layout) == champion_before
