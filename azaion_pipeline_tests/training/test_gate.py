@@ -123,7 +123,22 @@ def test_a_champion_promoted_without_its_onnx_is_exported_for_the_comparison(
     assert record.comparison.intervals["overall"].delta == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_refused_model_is_never_published_nor_crowned(tmp_path, learned_export, weak_export):
+PUBLISH_SETTINGS = (
+    "AZAION_API_URL", "AZAION_API_EMAIL", "AZAION_API_PASSWORD", "AZAION_CDN_ENDPOINT",
+    "AZAION_CDN_BUCKET", "AZAION_CDN_UPLOADER_KEY", "AZAION_CDN_UPLOADER_SECRET",
+    "AZAION_CDN_DOWNLOADER_KEY", "AZAION_CDN_DOWNLOADER_SECRET", "AZAION_MODEL_KEY",
+    "AZAION_SIGNING_KEY",
+)  # fmt: skip
+
+
+def test_a_refused_model_is_never_published_nor_crowned(
+    tmp_path, learned_export, weak_export, monkeypatch
+):
+    # publishing must not even start, so its services are configured but nowhere to be found
+    for name in PUBLISH_SETTINGS:
+        monkeypatch.setenv(
+            name, "http://127.0.0.1:9" if name.endswith(("URL", "ENDPOINT")) else "x"
+        )
     crown(tmp_path, learned_export)
     layout = AzaionLayout.under(tmp_path)
     champion_before = read_champion(layout)
@@ -153,4 +168,6 @@ def test_a_refused_model_is_never_published_nor_crowned(tmp_path, learned_export
     assert not check.passed
     assert instance.get_latest_materialization_event(dg.AssetKey("model_evaluation"))
     assert instance.get_latest_materialization_event(dg.AssetKey("published_model")) is None
+    started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert "published_model" not in started
     assert read_champion(layout) == champion_before
