@@ -165,6 +165,10 @@ def test_bootstrap_refuses_different_test_images():
               NAMES, BUCKETS)  # fmt: skip
     with pytest.raises(ValueError, match="same test images"):
         paired_bootstrap(a.matches, b.matches, 1000, 0.95, seed=0)
+    nothing = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int))
+    empty = scored([nothing] * 3, predict([nothing] * 3, {0: 0.8}, seed=1))
+    with pytest.raises(ValueError, match="no labelled boxes"):
+        paired_bootstrap(empty.matches, empty.matches, 1000, 0.95, seed=0)
 
 
 def gate(champion: Scores, challenger: Scores, **overrides):

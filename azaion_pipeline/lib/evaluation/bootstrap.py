@@ -114,6 +114,8 @@ def paired_bootstrap(
     if champion.images != challenger.images:
         raise ValueError("champion and challenger were not scored on the same test images")
     class_ids = sorted({int(c) for c in champion.gt_class})
+    if not class_ids:
+        raise ValueError("the test split has no labelled boxes: there is no AP to compare")
     n_images = len(champion.images)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=resamples)
