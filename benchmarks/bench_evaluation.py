@@ -64,17 +64,19 @@ def _dataset(root: Path) -> Path:
 
 def _train(dataset: Path, models: Path, epochs: int, init: Path | None = None) -> Path:
     from azaion_pipeline.lib.sample_data import LEARNABLE_TRAINING
-    from azaion_pipeline.lib.train import TrainingRequest, train
+    from azaion_pipeline.lib.train import TrainingRequest, TrainingSettings, train
 
-    recipe = LEARNABLE_TRAINING
-    hyperparameters = {**recipe["hyperparameters"], "optimizer": recipe["optimizer"]}
-    if init:
-        hyperparameters["lr0"] = 1e-4  # a fine-tune, as the warm-start benchmark found
+    settings = TrainingSettings(
+        **LEARNABLE_TRAINING, model="yolo11n.yaml", init=str(init) if init else "scratch",
+        workers=0, plots=False, save_period=-1,
+    )  # fmt: skip
+    tuned = {"lr0": 1e-4} if init else {}  # a fine-tune, as the warm-start benchmark found
+    settings = settings.model_copy(
+        update={"epochs": epochs, "hyperparameters": {**settings.hyperparameters, **tuned}}
+    )
     request = TrainingRequest(
-        data_yaml=dataset / "data.yaml", dataset_version="bench", models_dir=models,
-        model="yolo11n.yaml", init=str(init) if init else "scratch", init_weights=init,
-        epochs=epochs, imgsz=recipe["imgsz"], batch=recipe["batch"], workers=0, device="cpu",
-        plots=False, save_period=-1, hyperparameters=hyperparameters,
+        settings=settings, data_yaml=dataset / "data.yaml", dataset_version="bench",
+        models_dir=models, init_weights=init, device="cpu",
     )  # fmt: skip
     return train(request, on_epoch=lambda report: None).weights_path
 

@@ -35,17 +35,19 @@ def main() -> None:
 
     from azaion_pipeline.lib.export import export_coreml, export_onnx, tensorrt_unavailable_reason
     from azaion_pipeline.lib.parity import check_parity
-    from azaion_pipeline.lib.train import TrainingRequest, train
+    from azaion_pipeline.lib.train import TrainingRequest, TrainingSettings, train
     from benchmarks.bench_training import build_dataset
 
     LOGGER.setLevel("WARNING")
     with tempfile.TemporaryDirectory(prefix="bench-export-") as folder:
         scratch = Path(folder)
-        dataset = build_dataset(scratch / "data", IMAGES)
+        dataset = build_dataset(scratch / "data", IMAGES)[1]
+        settings = TrainingSettings(
+            model="yolo11n.yaml", epochs=1, imgsz=IMGSZ, batch=8, workers=0, plots=False
+        )
         request = TrainingRequest(
-            data_yaml=Path(dataset["data_yaml"]), dataset_version=dataset["dataset_version"],
-            models_dir=scratch / "models", model="yolo11n.yaml", init="scratch", epochs=1,
-            imgsz=IMGSZ, batch=8, workers=0, device="cpu", plots=False,
+            settings=settings, data_yaml=dataset.data_yaml, dataset_version=dataset.version,
+            models_dir=scratch / "models", device="cpu",
         )  # fmt: skip
         weights = train(request, on_epoch=lambda report: None).weights_path
         exports = scratch / "exports"
@@ -67,7 +69,7 @@ def main() -> None:
         print(f"tensorrt: skipped: {reason}" if reason else "tensorrt: available (not timed here)")
 
         started = time.perf_counter()
-        report = check_parity(onnx.path, weights, Path(dataset["data_yaml"]), IMGSZ, conf=0.25)
+        report = check_parity(onnx.path, weights, dataset.data_yaml, IMGSZ, conf=0.25)
         parity = time.perf_counter() - started
         print(
             f"parity : {parity:6.1f} s on {report.images} images "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from azaion_pipeline.defs.automation.jobs import retrain_job
-from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.automation.settings import schedule_status
+from azaion_pipeline.lib.settings import automation_settings
 
 # training_dataset's own data version, and the one trained_model recorded as its input.
 DATA_VERSION_TAG = "dagster/data_version"
@@ -59,7 +60,7 @@ def retrain_decision(instance: dg.DagsterInstance) -> dg.RunRequest | dg.SkipRea
     job=retrain_job,
     cron_schedule=automation_settings().retrain_cron,
     execution_timezone=automation_settings().retrain_timezone,
-    default_status=automation_settings().default_schedule_status(),
+    default_status=schedule_status(),
     description=(
         "Runs retrain_job when training_dataset changed since the current trained_model "
         "was trained; otherwise skips and says why."

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.annotations import AnnotationSet
@@ -54,6 +55,7 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
+    config_schema=checked(AugmentedDatasetConfig),
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
         "transforms, under data-processed/aug-{settings key}. Incremental and deterministic."
@@ -61,10 +63,10 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
 )
 def augmented_dataset(
     context: dg.AssetExecutionContext,
-    config: AugmentedDatasetConfig,
     storage: AzaionStorage,
     raw_annotations: AnnotationSet,
 ) -> dg.Output[AugmentedSet]:
+    config = config_of(context, AugmentedDatasetConfig)
     layout = storage.layout()
     annotations = read_manifest(raw_annotations.manifest)["annotations"]
     settings = AugmentSettings(

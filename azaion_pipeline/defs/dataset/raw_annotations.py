@@ -5,6 +5,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.annotations import (
@@ -51,14 +52,16 @@ def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dic
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
+    config_schema=checked(RawAnnotationsConfig),
     description=(
         "Every image/label pair under data/ (and data-seed/ when configured), validated. "
         "Failing pairs move to data-corrupted/ with a line in reasons.jsonl."
     ),
 )
 def raw_annotations(
-    context: dg.AssetExecutionContext, config: RawAnnotationsConfig, storage: AzaionStorage
+    context: dg.AssetExecutionContext, storage: AzaionStorage
 ) -> dg.Output[AnnotationSet]:
+    config = config_of(context, RawAnnotationsConfig)
     layout = storage.layout()
     catalog = storage.classes()
     sources = [(layout.data, "data")]

@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.augment import AugmentedSet
 from azaion_pipeline.lib.files import write_atomic
@@ -25,11 +27,22 @@ from azaion_pipeline.lib.split import (
 
 
 class TrainingDatasetConfig(dg.Config):
-    train_percent: int = Field(default=70, ge=0, le=100, description="Share of sources in train.")
-    valid_percent: int = Field(default=20, ge=0, le=100, description="Share of sources in valid.")
+    """Split percentages (test takes the rest) and the preview size."""
+
+    train_percent: int = Field(default=70, gt=0, lt=100, description="Share of sources in train.")
+    valid_percent: int = Field(default=20, gt=0, lt=100, description="Share of sources in valid.")
     preview_images: int = Field(
         default=9, ge=0, le=36, description="Training images in the preview grid."
     )
+
+    @model_validator(mode="after")
+    def _test_keeps_a_share(self) -> Self:
+        if self.train_percent + self.valid_percent >= 100:
+            raise ValueError(
+                f"train_percent + valid_percent must be < 100 so test keeps a share, got "
+                f"{self.train_percent} + {self.valid_percent}"
+            )
+        return self
 
 
 def dataset_version_metadata(record: DatasetVersion) -> dict:
@@ -63,6 +76,7 @@ def dataset_version_metadata(record: DatasetVersion) -> dict:
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
+    config_schema=checked(TrainingDatasetConfig),
     description=(
         "datasets/azaion-{version}/{train,valid,test}/{images,labels} + data.yaml (nc 80). "
         "Split by a stable hash of the source name; valid/test hold originals only."
@@ -70,10 +84,10 @@ def dataset_version_metadata(record: DatasetVersion) -> dict:
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
-    config: TrainingDatasetConfig,
     storage: AzaionStorage,
     augmented_dataset: AugmentedSet,
 ) -> dg.Output[DatasetVersion]:
+    config = config_of(context, TrainingDatasetConfig)
     layout = storage.layout()
     catalog = storage.classes()
     augmented_manifest = augmented_dataset.manifest

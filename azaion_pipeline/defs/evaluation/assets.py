@@ -9,6 +9,7 @@ never published and never becomes the champion.
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.evaluation.bootstrap import OVERALL
@@ -110,6 +111,7 @@ def model_evaluation_metadata(run: EvaluationRun) -> dict:
 @dg.asset(
     group_name="evaluation",
     kinds={"onnx", "python"},
+    config_schema=checked(EvaluationConfig),
     description=(
         "The ONNX export through onnxruntime on the test split: COCO AP overall, per class, "
         "weather mode and size bucket, per-class thresholds; against the champion's export "
@@ -117,8 +119,9 @@ def model_evaluation_metadata(run: EvaluationRun) -> dict:
     ),
 )
 def model_evaluation(
-    config: EvaluationConfig, storage: AzaionStorage, onnx_model: ExportedModel
+    context: dg.AssetExecutionContext, storage: AzaionStorage, onnx_model: ExportedModel
 ) -> dg.Output[ModelEvaluation]:
+    config = config_of(context, EvaluationConfig)
     champion = read_champion(storage.layout())
     incumbent = (
         incumbent_of(
@@ -160,13 +163,17 @@ def model_evaluation(
 @dg.asset_check(
     asset=model_evaluation,
     blocking=True,
+    config_schema=checked(GateConfig),
     description=(
         "Gate v2: the ΔAP50-95 interval's lower bound ≥ −tolerance, no weather mode worse by "
         "more than mode_delta, no class with ≥ class_min_boxes test boxes worse by more than "
         "class_delta, AP50-95 ≥ floor. Failing stops publishing; metadata names what failed."
     ),
 )
-def promotion_gate(config: GateConfig, model_evaluation: ModelEvaluation) -> dg.AssetCheckResult:
+def promotion_gate(
+    context: dg.AssetCheckExecutionContext, model_evaluation: ModelEvaluation
+) -> dg.AssetCheckResult:
+    config = config_of(context, GateConfig)
     verdict = judge(
         model_evaluation.candidate,
         model_evaluation.champion,

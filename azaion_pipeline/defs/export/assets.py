@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.export import (
     COREML_RUNTIME_NOTE,
@@ -19,12 +20,16 @@ from azaion_pipeline.lib.export import (
     tensorrt_unavailable_reason,
 )
 from azaion_pipeline.lib.parity import check_parity
-from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline.lib.train import ImageSize, TrainedWeights
 
 
 class ExportConfig(dg.Config):
-    imgsz: int | None = Field(default=None, description="Input size; default: the training imgsz.")
-    max_batch: int = Field(default=8, ge=1, description="Largest batch the model accepts.")
+    """What is baked into an export: input size, batch range and the in-graph NMS thresholds."""
+
+    imgsz: ImageSize | None = Field(
+        default=None, description="Input size (a multiple of 32); default: the training imgsz."
+    )
+    max_batch: int = Field(default=8, ge=1, le=64, description="Largest batch the model accepts.")
     conf: float = Field(
         default=0.001,
         ge=0.0,
@@ -39,6 +44,8 @@ class ExportConfig(dg.Config):
 
 
 class ParityConfig(dg.Config):
+    """How closely onnxruntime must agree with PyTorch."""
+
     map_tolerance: float = Field(default=0.01, ge=0.0, description="Allowed mAP50-95 gap.")
     min_iou: float = Field(default=0.9, gt=0.0, le=1.0, description="IoU of a matched box pair.")
     min_matched: float = Field(default=0.95, ge=0.0, le=1.0, description="Share of boxes matched.")
@@ -93,11 +100,13 @@ def _imgsz(config: ExportConfig, source: TrainedWeights) -> int:
 @dg.asset(
     group_name="export",
     kinds={"onnx"},
+    config_schema=checked(ExportConfig),
     description="ONNX with NMS inside, dynamic batch 1..max_batch, class names in metadata.",
 )
 def onnx_model(
-    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[ExportedModel]:
+    config = config_of(context, ExportConfig)
     exported = export_onnx(
         trained_model.weights_path,
         _imgsz(config, trained_model),
@@ -116,11 +125,13 @@ def onnx_model(
 @dg.asset(
     group_name="export",
     kinds={"coreml"},
+    config_schema=checked(ExportConfig),
     description="CoreML .mlpackage (NMS inside) zipped into one file for transport.",
 )
 def coreml_model(
-    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[ExportedModel]:
+    config = config_of(context, ExportConfig)
     exported = export_coreml(
         trained_model.weights_path,
         _imgsz(config, trained_model),
@@ -134,17 +145,16 @@ def coreml_model(
 @dg.asset(
     group_name="export",
     kinds={"tensorrt"},
+    config_schema=checked(ExportConfig),
     description=(
         "TensorRT engine for this machine's GPU. Without CUDA the record says why no engine "
         "was built (not a failure), and published_model goes on without one."
     ),
 )
 def tensorrt_model(
-    context: dg.AssetExecutionContext,
-    config: ExportConfig,
-    storage: AzaionStorage,
-    trained_model: TrainedWeights,
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[TensorrtExport]:
+    config = config_of(context, ExportConfig)
     reason = tensorrt_unavailable_reason()
     if reason:
         context.log.warning(f"tensorrt_model skipped: {reason}")
@@ -173,12 +183,16 @@ def tensorrt_model(
 @dg.asset_check(
     asset=onnx_model,
     blocking=True,
+    config_schema=checked(ParityConfig),
     description=(
         "onnxruntime vs PyTorch on the valid+test images: mAP50-95 within tolerance and "
         "every box matched by a same-class box with IoU ≥ min_iou."
     ),
 )
-def onnx_matches_pytorch(config: ParityConfig, onnx_model: ExportedModel) -> dg.AssetCheckResult:
+def onnx_matches_pytorch(
+    context: dg.AssetCheckExecutionContext, onnx_model: ExportedModel
+) -> dg.AssetCheckResult:
+    config = config_of(context, ParityConfig)
     # The export's own thresholds, so both sides filter and suppress boxes the same way.
     report = check_parity(
         onnx_path=onnx_model.file.path,
