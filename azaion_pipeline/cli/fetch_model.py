@@ -6,6 +6,8 @@ AZAION_DEVICE_STATE_DIR) and refuses a rollback, frozen (expired) or mixed metad
 (bound to this machine's hardware), verifies the Ed25519 manifest (AZAION_SIGNING_PUBLIC_KEY) and
 every hash, decrypts with AZAION_MODEL_KEY, and only then writes FILE. On any failure nothing is
 written; what a killed run left behind is removed by the next one.
+Beside FILE it writes FILE.json: the per-class confidence thresholds and the evaluation summary
+from the signed manifest.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from azaion_pipeline.lib.client_env import ClientEnv
 from azaion_pipeline.lib.distribution import DEFAULT_MODEL_NAME, DEFAULT_PREFIX
 from azaion_pipeline.lib.edge_fetch import fetch_current
+from azaion_pipeline.lib.release_manifest import write_sidecar
 from azaion_pipeline.lib.tuf_repo import CHANNELS
 
 
@@ -56,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"offline: kept {args.out} ({args.model} {result.version}) within the signed grace")
         return 0
     manifest = result.manifest
+    sidecar = write_sidecar(args.out, manifest)
     print(
         f"wrote {args.out} ({manifest.plaintext.size} bytes, sha256 {manifest.plaintext.sha256}) "
-        f"from {args.model} {args.channel} {manifest.version} (model {manifest.model_version})"
+        f"from {args.model} {args.channel} {manifest.version} (model {manifest.model_version}); "
+        f"thresholds and evaluation in {sidecar}"
     )
     return 0

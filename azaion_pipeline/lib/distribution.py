@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore
 from azaion_pipeline.lib.crypto import DecryptionError, decrypt_stream, model_key_string
+from azaion_pipeline.lib.evaluation.scoring import EvaluationSummary
 from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.parts import SMALL_SIZE_KB, JoinedReader, encrypt_and_split
@@ -154,6 +155,7 @@ def stage_release(
     workdir: Path,
     prefix: str = DEFAULT_PREFIX,
     small_size_kb: int = SMALL_SIZE_KB,
+    evaluation: EvaluationSummary | None = None,
 ) -> StagedRelease:
     """Upload ``exports`` (all of one trained model) as a new version, served by nobody yet."""
     if not exports:
@@ -192,6 +194,7 @@ def stage_release(
             format=export.file.format,
             file_name=file_name,
             metrics=metrics,
+            evaluation=evaluation,
         )
         data, signature = sign_manifest(manifest, signing_key)
         cdn.put_bytes(names.signature(file_name), signature, "application/octet-stream")

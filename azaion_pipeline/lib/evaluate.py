@@ -1,7 +1,7 @@
-"""Scoring a YOLO model on one dataset split, and the promotion gate's verdict.
+"""Scoring a YOLO ``.pt`` on one dataset split with ultralytics' own validator.
 
-Candidate and champion are scored by the same function on the same split with the same
-settings: a gate that compares numbers produced differently compares nothing.
+This is the training run's report of its weights. Promotion compares exports, not ``.pt``
+files: see ``lib/evaluation`` (one evaluator for every comparison).
 """
 
 from __future__ import annotations
@@ -114,101 +114,3 @@ def evaluate(
             per_class_map50_95=per_class,
             confusion_matrix_png=matrix.read_bytes() if plots and matrix.exists() else None,
         )
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    passed: bool
-    reason: str
-    candidate: SplitMetrics | None
-    champion: SplitMetrics | None
-    tolerance: float
-    floor: float
-
-    def per_class_markdown(self) -> str:
-        """Both models' mAP50-95 per class, side by side."""
-        champion = self.champion.per_class_map50_95 if self.champion else {}
-        candidate = self.candidate.per_class_map50_95 if self.candidate else {}
-        names = sorted(set(candidate) | set(champion))
-        rows = ["| class | candidate mAP50-95 | champion mAP50-95 |", "|---|---|---|"]
-        for name in names:
-            cand = candidate.get(name)
-            champ = champion.get(name)
-            rows.append(f"| {name} | {_fmt(cand)} | {_fmt(champ)} |")
-        return "\n".join(rows)
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
-def judge(
-    candidate: SplitMetrics,
-    champion: SplitMetrics | None,
-    tolerance: float,
-    floor: float,
-) -> GateVerdict:
-    """Pass when the candidate is no worse than the champion (minus ``tolerance``) and
-    reaches the absolute ``floor``; with no champion yet, only the floor applies."""
-    score = candidate.map50_95
-    failures = []
-    if score < floor:
-        failures.append(f"candidate mAP50-95 {score:.4f} is below the floor {floor:.4f}")
-    if champion is not None and score < champion.map50_95 - tolerance:
-        failures.append(
-            f"candidate mAP50-95 {score:.4f} is below champion {champion.map50_95:.4f}"
-            f" minus tolerance {tolerance:.4f}"
-        )
-    if failures:
-        reason = "; ".join(failures)
-    elif champion is None:
-        reason = f"no champion yet; candidate mAP50-95 {score:.4f} reaches the floor {floor:.4f}"
-    else:
-        reason = (
-            f"candidate mAP50-95 {score:.4f} ≥ champion {champion.map50_95:.4f}"
-            f" − {tolerance:.4f} and ≥ floor {floor:.4f}"
-        )
-    return GateVerdict(
-        passed=not failures,
-        reason=reason,
-        candidate=candidate,
-        champion=champion,
-        tolerance=tolerance,
-        floor=floor,
-    )
-
-
-def gate(
-    candidate_weights: Path | str,
-    champion_weights: Path | str | None,
-    data_yaml: Path | str,
-    imgsz: int,
-    device: str | list[int],
-    tolerance: float,
-    floor: float,
-) -> GateVerdict:
-    """Score candidate and champion on the test split of ``data_yaml`` and judge."""
-    test_images = count_images(split_images_dir(Path(data_yaml), "test"))
-    if test_images == 0:
-        return GateVerdict(
-            False,
-            f"the test split of {data_yaml} has no images; cannot judge",
-            None,
-            None,
-            tolerance,
-            floor,
-        )
-    if champion_weights is not None and not Path(champion_weights).is_file():
-        return GateVerdict(
-            False,
-            f"champion weights {champion_weights} are missing; restore them or clear champion.json",
-            None,
-            None,
-            tolerance,
-            floor,
-        )
-    candidate = evaluate(candidate_weights, data_yaml, "test", imgsz, device)
-    champion = (
-        evaluate(champion_weights, data_yaml, "test", imgsz, device) if champion_weights else None
-    )
-    return judge(candidate, champion, tolerance, floor)

@@ -44,7 +44,16 @@ class ExportSettings(BaseModel):
     """What an export bakes in besides its input size: the batch range and in-graph NMS."""
 
     max_batch: int = Field(default=8, ge=1, le=64, description="Largest batch the model accepts.")
-    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="NMS score threshold in-graph.")
+    conf: float = Field(
+        default=0.001,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "In-graph NMS score floor. Kept at ultralytics' validation floor so the evaluation "
+            "sees the whole precision-recall curve; clients apply the per-class thresholds "
+            "shipped in the release manifest."
+        ),
+    )
     iou: float = Field(default=0.7, gt=0.0, le=1.0, description="NMS IoU threshold in-graph.")
 
 

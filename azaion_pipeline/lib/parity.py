@@ -51,17 +51,26 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
-def ground_truth(image: Path, shape: tuple[int, int]) -> Detections:
-    """YOLO label of ``image`` (…/images/x.jpg → …/labels/x.txt) in pixel xyxy."""
-    label = image.parent.parent / "labels" / f"{image.stem}.txt"
+def label_boxes(label: Path) -> Detections:
+    """A YOLO label file as normalised xyxy boxes (an absent or empty file: no boxes)."""
     rows = (
         np.loadtxt(label, ndmin=2) if label.exists() and label.stat().st_size else np.zeros((0, 5))
     )
-    height, width = shape
     cx, cy, w, h = (rows[:, i] for i in range(1, 5))
-    boxes = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
-                      (cy + h / 2) * height], axis=1)  # fmt: skip
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     return Detections(boxes, np.ones(len(rows)), rows[:, 0].astype(int))
+
+
+def label_of(image: Path) -> Path:
+    """…/images/x.jpg → …/labels/x.txt"""
+    return image.parent.parent / "labels" / f"{image.stem}.txt"
+
+
+def ground_truth(image: Path, shape: tuple[int, int]) -> Detections:
+    """YOLO label of ``image`` in pixel xyxy."""
+    truth = label_boxes(label_of(image))
+    height, width = shape
+    return Detections(truth.boxes * [width, height, width, height], truth.scores, truth.classes)
 
 
 def correct_matrix(pred: Detections, truth: Detections) -> np.ndarray:

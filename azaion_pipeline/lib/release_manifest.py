@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, Field, ValidationError
 
+from azaion_pipeline.lib.evaluation.scoring import EvaluationSummary
+from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.parts import SplitResult
 
 FORMAT_VERSION = 1
@@ -39,6 +42,8 @@ class ArtifactManifest(BaseModel):
     format: str
     file_name: str
     metrics: dict[str, float] = {}
+    # the export's test-split evaluation, per-class thresholds included (absent before gate v2)
+    evaluation: EvaluationSummary | None = None
     plaintext: PartDigest
     encrypted_size: int = Field(ge=32)
     small: PartDigest
@@ -130,3 +135,32 @@ def verify_manifest(data: bytes, signature: bytes, public_key: str) -> ArtifactM
         return ArtifactManifest.model_validate_json(data)
     except ValidationError as exc:
         raise ManifestError(f"signed manifest does not validate: {exc}") from exc
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_name(f"{model_path.name}.json")
+
+
+def write_sidecar(model_path: Path, manifest: ArtifactManifest) -> Path:
+    """``<model>.json`` beside a fetched model: what edge clients need besides the weights.
+
+    ``class_thresholds`` maps class id to the F1-optimal confidence measured on the export;
+    a class without an entry has no measured optimum and keeps the client's default.
+    """
+    evaluation = manifest.evaluation
+    card = {
+        "model_name": manifest.model_name,
+        "version": manifest.version,
+        "model_version": manifest.model_version,
+        "dataset_version": manifest.dataset_version,
+        "file_name": manifest.file_name,
+        "sha256": manifest.plaintext.sha256,
+        "class_thresholds": {
+            str(class_id): threshold.conf
+            for class_id, threshold in sorted((evaluation.thresholds if evaluation else {}).items())
+        },
+        "evaluation": evaluation.model_dump(mode="json") if evaluation else None,
+    }
+    target = sidecar_path(model_path)
+    write_atomic(target, json.dumps(card, indent=1).encode())
+    return target

@@ -23,8 +23,8 @@ def test_jobs_select_their_stages():
     assert job_assets("retrain_job") == set(MODEL_ASSETS)
     assert job_assets("full_pipeline_job") == set(DATASET_ASSETS) | set(MODEL_ASSETS)
     # The quality gate runs inside the retrain job, so a worse model stops before publishing.
-    assert "beats_champion" in job_checks("retrain_job")
-    assert "beats_champion" not in job_checks("ingest_job")
+    assert "promotion_gate" in job_checks("retrain_job")
+    assert "promotion_gate" not in job_checks("ingest_job")
 
 
 def test_sensors_and_schedule_are_registered_with_their_resources():

@@ -46,9 +46,10 @@ ASSETS = [
     "onnx_model",
     "coreml_model",
     "tensorrt_model",
+    "model_evaluation",
     "published_model",
 ]
-GROUPS = ["dataset", "training", "export", "publish"]
+GROUPS = ["dataset", "training", "export", "evaluation", "publish"]
 STARTUP_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 480
 

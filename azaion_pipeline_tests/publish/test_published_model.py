@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 from dagster_shared.serdes import serialize_value
 
@@ -23,10 +24,15 @@ from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.channels import served_version
 from azaion_pipeline.lib.crypto import api_key_string, model_key_string
 from azaion_pipeline.lib.distribution import Release, list_versions
+from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
+from azaion_pipeline.lib.evaluation.scoring import score
+from azaion_pipeline.lib.evaluation.slices import SizeBuckets
 from azaion_pipeline.lib.export import ExportedFile, ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hardware import hardware_string
 from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.parity import Detections
 from azaion_pipeline.lib.records import dump_record, load_record
+from azaion_pipeline.lib.release_manifest import sidecar_path
 from azaion_pipeline.lib.train import TrainedWeights
 from azaion_pipeline.lib.tuf_repo import KEY_ENV, read_targets
 from azaion_pipeline_tests.seeding import seed_records, trained_record, upstream
@@ -45,10 +51,27 @@ def export_record(path: Path, fmt: str, source: TrainedWeights) -> ExportedModel
     return ExportedModel(file=file, imgsz=64, conf=0.25, iou=0.7, max_batch=1, source=source)
 
 
+def evaluation_record(onnx: Path, source: TrainedWeights) -> ModelEvaluation:
+    """model_evaluation's record for ``onnx``: real scoring of constructed detections (the
+    untrained export detects nothing), so there are per-class thresholds to ship."""
+    truth = Detections(np.array([[0.1, 0.1, 0.5, 0.5]]), np.ones(1), np.array([0]))
+    found = Detections(np.array([[0.1, 0.1, 0.5, 0.5]]), np.array([0.62]), np.array([0]))
+    scores = score(["a", "b"], [truth, truth], [found, found], source.class_names,
+                   SizeBuckets(edges=(0.01, 0.1), quantiles=(1 / 3, 2 / 3), boxes=2))  # fmt: skip
+    return ModelEvaluation(
+        model_version=source.model_version,
+        dataset_version=source.dataset_version,
+        onnx_path=onnx,
+        onnx_sha256=sha256_file(onnx),
+        candidate=scores.summary,
+    )
+
+
 def seed_upstream(
     instance: dg.DagsterInstance, root: Path, exports: dict[str, Path], weights: Path
 ) -> TrainedWeights:
-    """Seed the exports (records of the real files) of ``weights``, as export runs leave them."""
+    """Seed the exports (records of the real files) of ``weights`` and the evaluation of its
+    ONNX that passed the gate, as export and evaluation runs leave them."""
     # no dataset on disk: the roundtrip runs the ONNX on a grey image
     source = trained_record(weights, "2026-11-23-a", weights.parent / "missing-data.yaml")
     seed_records(
@@ -57,6 +80,7 @@ def seed_upstream(
         onnx_model=export_record(exports["onnx"], "onnx", source),
         coreml_model=export_record(exports["coreml"], "coreml", source),
         tensorrt_model=TensorrtExport(engine=None, skipped_reason="no CUDA GPU is visible"),
+        model_evaluation=evaluation_record(exports["onnx"], source),
     )
     return source
 
@@ -84,7 +108,11 @@ def resources(tmp_root: Path, **api_overrides) -> dict:
 
 def publish(instance, root: Path, **api_overrides) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*upstream("onnx_model", "coreml_model", "tensorrt_model"), published_model, roundtrip_ok],
+        [
+            *upstream("onnx_model", "coreml_model", "tensorrt_model", "model_evaluation"),
+            published_model,
+            roundtrip_ok,
+        ],
         instance=instance,
         resources=resources(root, **api_overrides),
         raise_on_error=False,
@@ -215,6 +243,7 @@ def test_fetch_model_refuses_a_flipped_byte(
     assert fetch(out) == 0
     assert out.read_bytes() == exports["onnx"].read_bytes()
     out.unlink()
+    sidecar_path(out).unlink()
 
     uploader = cdn_store(stack_env, "uploader")
     if part == "small":
@@ -238,6 +267,23 @@ def test_fetch_model_refuses_a_flipped_byte(
     else:  # the TUF targets pin the CDN objects: the changed one is named
         assert key.rsplit("/", 1)[1] in error and "does not match expected hash" in error
     assert list(out.parent.iterdir()) == [], "fetch-model left files behind"
+
+
+def test_fetch_model_writes_the_thresholds_and_evaluation_beside_the_model(
+    first_release, exports, stack_env, tmp_path, capsys
+):
+    source = first_release[2]
+    evaluation = evaluation_record(exports["onnx"], source).candidate
+    out = tmp_path / "edge" / "azaion.onnx"
+    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 0
+    assert str(sidecar_path(out)) in capsys.readouterr().out
+    card = json.loads(sidecar_path(out).read_text())
+    assert card["class_thresholds"] == {"0": pytest.approx(0.62)}
+    assert card["class_thresholds"] == {
+        str(k): pytest.approx(v.conf) for k, v in evaluation.thresholds.items()
+    }
+    assert card["evaluation"]["overall"]["ap50_95"] == pytest.approx(1.0)
+    assert card["sha256"] == sha256_file(out) and card["model_version"] == source.model_version
 
 
 def test_fetch_model_with_a_wrong_model_key_writes_nothing(

@@ -74,7 +74,7 @@ def test_onnx_export_has_nms_dynamic_batch_and_class_names(onnx_export, trained)
     assert exported.file.size_bytes == path.stat().st_size
     assert exported.source == trained  # lineage: the very weights it was made from
     assert exported.imgsz == trained.imgsz and exported.file.format == "onnx"
-    assert (exported.conf, exported.iou, exported.max_batch) == (0.25, 0.7, 8)
+    assert (exported.conf, exported.iou, exported.max_batch) == (0.001, 0.7, 8)
 
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
@@ -133,7 +133,7 @@ def test_parity_uses_the_exports_own_conf_and_iou(tmp_path, learned, learned_onn
     assert (strict.conf, strict.iou) == (0.5, 0.45)
     assert passed, parity["reason"]
     assert (parity["conf"], parity["iou"]) == (0.5, 0.45)
-    # A higher score threshold on both sides: fewer boxes compared than at the default 0.25.
+    # A higher score threshold on both sides: fewer boxes compared than at the default 0.001.
     default_parity = learned_onnx[2]
     assert 0 < parity["pytorch_boxes"] < default_parity["pytorch_boxes"]
     assert parity["onnx_boxes"] < default_parity["onnx_boxes"]

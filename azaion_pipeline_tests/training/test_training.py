@@ -214,5 +214,9 @@ def test_code_location_wires_training_and_exports():
     for key in ("onnx_model", "coreml_model", "tensorrt_model"):
         assert graph.get(dg.AssetKey(key)).parent_keys == {dg.AssetKey("trained_model")}
     checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
-    assert checks["beats_champion"].blocking and checks["onnx_matches_pytorch"].blocking
+    assert checks["promotion_gate"].blocking and checks["onnx_matches_pytorch"].blocking
+    # the gate judges the export, and publishing waits for it
+    assert checks["promotion_gate"].asset_key == dg.AssetKey("model_evaluation")
+    assert graph.get(dg.AssetKey("model_evaluation")).parent_keys == {dg.AssetKey("onnx_model")}
+    assert dg.AssetKey("model_evaluation") in graph.get(dg.AssetKey("published_model")).parent_keys
     assert checks["coreml_spec_matches"].asset_key == dg.AssetKey("coreml_model")

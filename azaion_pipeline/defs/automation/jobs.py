@@ -10,7 +10,14 @@ from azaion_pipeline.defs.training.k8s import training_run_tags
 from azaion_pipeline.lib.landing import land_locally
 
 DATASET_ASSETS = ("raw_annotations", "augmented_dataset", "training_dataset")
-MODEL_ASSETS = ("trained_model", "onnx_model", "coreml_model", "tensorrt_model", "published_model")
+MODEL_ASSETS = (
+    "trained_model",
+    "onnx_model",
+    "coreml_model",
+    "tensorrt_model",
+    "model_evaluation",
+    "published_model",
+)
 
 # Asset selections include the selected assets' checks, so blocking gates run in these jobs.
 ingest_selection = dg.AssetSelection.assets(*DATASET_ASSETS)
@@ -28,7 +35,8 @@ ingest_job = dg.define_asset_job(
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=retrain_selection,
-    description="Train on the current training_dataset, gate against the champion, export, publish.",
+    description="Train on the current training_dataset, export, gate the export against the "
+    "champion's, publish.",
     tags={"azaion/job": "retrain", **training_run_tags()},
 )
 

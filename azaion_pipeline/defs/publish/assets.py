@@ -23,6 +23,7 @@ from azaion_pipeline.lib.champion import promote_champion
 from azaion_pipeline.lib.channels import served_version
 from azaion_pipeline.lib.distribution import Release
 from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
+from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.parts import SMALL_SIZE_KB
@@ -101,8 +102,9 @@ def _exports_of_one_model(
     config_schema=checked(PublishConfig),
     description=(
         "Every available export of the trained model, encrypted Azaion-style, split into .small "
-        "(API) and .big (CDN) with signed manifests; loaded back like an edge device, and only "
-        "then served on a channel through new TUF metadata."
+        "(API) and .big (CDN) with signed manifests carrying the evaluation and per-class "
+        "thresholds; loaded back like an edge device, and only then served on a channel through "
+        "new TUF metadata. Runs only after promotion_gate passed."
     ),
 )
 def published_model(
@@ -115,9 +117,16 @@ def published_model(
     onnx_model: ExportedModel,
     coreml_model: ExportedModel,
     tensorrt_model: TensorrtExport,
+    model_evaluation: ModelEvaluation,
 ) -> dg.Output[Release]:
     config = config_of(context, PublishConfig)
     source = onnx_model.source
+    if model_evaluation.onnx_sha256 != onnx_model.file.sha256:
+        raise dg.Failure(
+            description=f"model_evaluation scored ONNX {model_evaluation.onnx_sha256[:12]}…, not "
+            f"this export {onnx_model.file.sha256[:12]}…: materialize model_evaluation (and pass "
+            "its gate) for this export first."
+        )
     exports = _exports_of_one_model(
         context, onnx_model, {"coreml_model": coreml_model, "tensorrt_model": tensorrt_model.engine}
     )
@@ -140,6 +149,7 @@ def published_model(
                 workdir=Path(workdir),
                 prefix=config.prefix,
                 small_size_kb=config.small_size_kb,
+                evaluation=model_evaluation.candidate,
             )
     except PUBLISH_ERRORS as exc:
         raise dg.Failure(
@@ -154,7 +164,9 @@ def published_model(
         weights_sha256=source.weights_sha256,
         model_version=source.model_version,
         dataset_version=source.dataset_version,
-        metrics={"test_map50_95": source.test.map50_95 if source.test else 0.0},
+        metrics={"test_map50_95": model_evaluation.candidate.overall.ap50_95},
+        onnx=onnx_model.file.path,
+        onnx_sha256=onnx_model.file.sha256,
     )
     hashes = sorted(
         f"{a.manifest.file_name}:{a.manifest.plaintext.sha256}" for a in release.artifacts

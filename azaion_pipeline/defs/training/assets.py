@@ -1,4 +1,4 @@
-"""trained_model: YOLO training in a child process, and the promotion gate."""
+"""trained_model: YOLO training in a child process (the gate judges its export, see evaluation)."""
 
 import json
 
@@ -7,9 +7,7 @@ import dagster as dg
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.executor import GPU_STEP_TAGS
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.defs.training.resources import GateConfig, TrainingConfig, YoloTrainer
-from azaion_pipeline.lib.champion import read_champion
-from azaion_pipeline.lib.evaluate import gate
+from azaion_pipeline.defs.training.resources import TrainingConfig, YoloTrainer
 from azaion_pipeline.lib.plots import png_markdown
 from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import (
@@ -18,7 +16,6 @@ from azaion_pipeline.lib.train import (
     describe_failure,
     epochs_markdown,
     preflight,
-    resolve_device,
 )
 
 
@@ -104,45 +101,3 @@ def trained_model(
         metadata=trained_weights_metadata(record),
         data_version=dg.DataVersion(record.weights_sha256),
     )
-
-
-@dg.asset_check(
-    asset=trained_model,
-    blocking=True,
-    config_schema=checked(GateConfig),
-    description=(
-        "Candidate vs the current champion on the same test split: passes when its mAP50-95 "
-        "is ≥ champion − tolerance and ≥ the floor. Failing stops exports and publishing."
-    ),
-)
-def beats_champion(
-    context: dg.AssetCheckExecutionContext,
-    storage: AzaionStorage,
-    yolo_trainer: YoloTrainer,
-    trained_model: TrainedWeights,
-) -> dg.AssetCheckResult:
-    config = config_of(context, GateConfig)
-    champion = read_champion(storage.layout())
-    verdict = gate(
-        candidate_weights=trained_model.weights_path,
-        champion_weights=champion.weights if champion else None,
-        data_yaml=trained_model.data_yaml,
-        imgsz=trained_model.imgsz,
-        device=resolve_device(yolo_trainer.device),
-        tolerance=config.tolerance,
-        floor=config.floor,
-    )
-    metadata = {
-        "reason": verdict.reason,
-        "candidate_model_version": trained_model.model_version,
-        "candidate_map50_95": verdict.candidate.map50_95 if verdict.candidate else 0.0,
-        "tolerance": verdict.tolerance,
-        "floor": verdict.floor,
-        "per_class": dg.MetadataValue.md(verdict.per_class_markdown()),
-    }
-    if champion and verdict.champion:
-        metadata.update(
-            champion_model_version=champion.model_version,
-            champion_map50_95=verdict.champion.map50_95,
-        )
-    return dg.AssetCheckResult(passed=verdict.passed, metadata=metadata)

@@ -24,15 +24,6 @@ class TrainingConfig(dg.Config, TrainingSettings):
     recipe; demo and tests go tiny."""
 
 
-class GateConfig(dg.Config):
-    """The promotion gate's thresholds on test-split mAP50-95."""
-
-    tolerance: float = Field(
-        default=0.01, ge=0.0, description="How far below the champion a candidate may score."
-    )
-    floor: float = Field(default=0.1, ge=0.0, le=1.0, description="Minimum mAP50-95 to pass.")
-
-
 class YoloTrainer(dg.ConfigurableResource):
     """Where and how training runs: the device, dataloader workers, local base models."""
 

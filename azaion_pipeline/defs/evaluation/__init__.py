@@ -1,0 +1,1 @@
+"""Dagster wiring for the evaluation stage: the export scored, and the promotion gate."""
