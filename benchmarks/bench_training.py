@@ -181,8 +181,8 @@ def warm_start(scratch: Path) -> None:
     )
     print(
         f"champion: {LEARNABLE_TRAINING['epochs']} epochs from scratch on "
-        f"{base['train_images']} train images in {champion_seconds[-1]:.1f} s; "
-        f"grown set {grown['train_images']} train / {grown['test_images']} test images; "
+        f"{base.images['train']} train images in {champion_seconds[-1]:.1f} s; "
+        f"grown set {grown.images['train']} train / {grown.images['test']} test images; "
         f"target = champion's test mAP50-95 on the grown set {target:.4f}"
     )
     if target <= 0:

@@ -107,7 +107,7 @@ class TrainingRequest(BaseModel):
     models_dir: Path
     init_weights: Path | None = None
     init_sha256: str | None = None
-    device: str = "auto"
+    device: str
 
     def recipe(self) -> dict[str, Any]:
         """What decides the weights (lineage, resume key). Device, workers, cache and plots

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow
 
 INGEST = [raw_annotations, augmented_dataset, training_dataset]
 RELEASE = [onnx_model, coreml_model, tensorrt_model, published_model, roundtrip_ok]
+MODEL = "azaion-overlap"
 INGEST_CONFIG = {
     "raw_annotations": {"config": {"workers": 1}},
     "augmented_dataset": {"config": {"variants": 0, "workers": 1}},
@@ -79,7 +80,8 @@ def test_publish_keeps_the_lineage_of_the_model_across_a_newer_dataset(tmp_path,
         assert version_b.version != version_a.version
         assert latest_record(instance, "training_dataset", DatasetVersion) == version_b
 
-        result = run(RELEASE)
+        # its own model name: the session's CDN is shared with the other publishing tests
+        result = run(RELEASE, {"ops": {"published_model": {"config": {"model_name": MODEL}}}})
 
     release: Release = result.output_for_node("published_model")
     assert release.source == trained  # the very weights, with A's lineage
@@ -95,6 +97,7 @@ def test_publish_keeps_the_lineage_of_the_model_across_a_newer_dataset(tmp_path,
     assert stored["model_version"] == trained.model_version
     [check] = result.get_asset_check_evaluations()
     assert check.passed, check.description
+    assert release.model_name == MODEL and release.previous_version is None
     champion = read_champion(layout)
     assert champion is not None and champion.dataset_version == version_a.version
     [materialization] = result.asset_materializations_for_node("published_model")

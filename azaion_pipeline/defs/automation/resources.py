@@ -38,7 +38,7 @@ class AlertWebhook(dg.ConfigurableResource):
     """Where run alerts go. Without a URL, alert sensors skip and say so."""
 
     url: str | None = None
-    ui_url: str = "http://127.0.0.1:3000"
+    ui_url: str  # AZAION_UI_URL, wired from AutomationSettings
     retries: int = 4
 
     def run_link(self, run_id: str) -> str:

@@ -25,12 +25,11 @@ class TrainingConfig(dg.Config, TrainingSettings):
 
 
 class YoloTrainer(dg.ConfigurableResource):
-    """Where and how training runs: the device, dataloader workers, local base models."""
+    """Where and how training runs: the device, dataloader workers, local base models. The
+    code location wires them from ``PipelineSettings`` (AZAION_TRAIN_DEVICE ...)."""
 
-    device: str = Field(
-        default="auto", description="auto (CUDA when present, else CPU) | cpu | cuda | 0,1 ..."
-    )
-    workers: int = Field(default=8, ge=0, description="Dataloader worker processes.")
+    device: str = Field(description="auto (CUDA when present, else CPU) | cpu | cuda | 0,1 ...")
+    workers: int = Field(ge=0, description="Dataloader worker processes.")
     base_models_dir: str | None = Field(
         default=None, description="Folder of local base .pt/.yaml files (never downloaded)."
     )
