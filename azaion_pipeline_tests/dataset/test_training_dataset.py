@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from azaion_pipeline.lib.layout import SPLITS
-from azaion_pipeline.lib.manifest import read_manifest
-from azaion_pipeline.lib.split import (
+from azaion_pipeline.lib.dataset.split import (
     SplitShares,
     assign_splits,
     sources_in_splits,
     split_of,
 )
+from azaion_pipeline.lib.layout import SPLITS
+from azaion_pipeline.lib.manifest import read_manifest
 
 
 def names(count: int, seed: int) -> list[str]:

@@ -15,6 +15,9 @@ class AutomationSettings(BaseSettings):
 
     retrain_cron: str = Field(default="0 2 * * *", description="When retrain_schedule ticks.")
     retrain_timezone: str = Field(default="UTC", description="Time zone of retrain_cron.")
+    retention_cron: str = Field(
+        default="30 3 * * *", description="When dataset_retention_schedule ticks."
+    )
     sensor_interval_seconds: int = Field(
         default=30, description="Seconds between looks at the landing zone."
     )

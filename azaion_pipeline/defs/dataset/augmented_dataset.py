@@ -1,14 +1,13 @@
-"""augmented_dataset: every valid annotation plus N variants, built incrementally."""
+"""augmented_dataset: every valid annotation plus N variants, in the content-addressed store."""
 
 import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.dataset.progress import progress_logger
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.augment import MAX_VARIANTS, AugmentSettings, augment_dataset
-from azaion_pipeline.lib.hashing import sha256_text
-from azaion_pipeline.lib.manifest import read_manifest, write_manifest
+from azaion_pipeline.lib.dataset.augment import MAX_VARIANTS, AugmentSettings, augment_pending
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.versions import version_id
 
 
 class AugmentedDatasetConfig(dg.Config):
@@ -34,53 +33,38 @@ class AugmentedDatasetConfig(dg.Config):
     deps=["raw_annotations"],
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
-        "transforms, under data-processed/aug-{settings key}. Incremental and deterministic."
+        "transforms, in data-processed/aug-{settings key}, named by content hash. Only "
+        "annotations without current outputs are augmented; the catalogue records each file."
     ),
 )
 def augmented_dataset(
     context: dg.AssetExecutionContext, config: AugmentedDatasetConfig, storage: AzaionStorage
 ) -> dg.MaterializeResult:
     layout = storage.layout()
-    upstream = upstream_metadata(context, "raw_annotations")
-    annotations = read_manifest(upstream["manifest_path"])["annotations"]
     settings = AugmentSettings(
         variants=config.variants,
         min_box_size=config.min_box_size,
         min_visibility=config.min_visibility,
         jpeg_quality=config.jpeg_quality,
     )
-    result = augment_dataset(
-        annotations,
-        layout.processed,
-        settings,
-        workers=config.workers,
-        on_progress=progress_logger(context, "augmented"),
-    )
-    for name, error in sorted(result.failures.items()):
+    with Catalogue.of(layout) as catalogue:
+        report = augment_pending(
+            catalogue,
+            layout.processed,
+            settings,
+            workers=config.workers,
+            on_progress=progress_logger(context, "augmented"),
+        )
+        version, counts = version_id(catalogue, settings.key)
+    for name, error in sorted(report.failures.items()):
         context.log.warning(f"could not augment {name}: {error}")
-    manifest = write_manifest(
-        layout.manifests,
-        "augmented_dataset",
-        {
-            "settings_key": settings.key,
-            "output_dir": str(result.output_dir),
-            "entries": result.entries,
-        },
-    )
-    version = sha256_text(
-        [settings.key, *(f"{e['image']}:{e['source_hash']}" for e in result.entries)]
-    )
     return dg.MaterializeResult(
         metadata={
-            "manifest_path": dg.MetadataValue.path(str(manifest)),
-            "images": len(result.entries),
-            "sources": len({e["source"] for e in result.entries}),
-            "augmented_now": result.augmented,
-            "skipped_unchanged": result.skipped,
-            "removed": result.removed,
-            "failed": len(result.failures),
-            "failures": dg.MetadataValue.json(result.failures),
-            "output_dir": dg.MetadataValue.path(str(result.output_dir)),
+            "images": sum(counts.values()),
+            "augmented_now": report.augmented,
+            "failed": len(report.failures),
+            "failures": dg.MetadataValue.json(report.failures),
+            "output_dir": dg.MetadataValue.path(str(report.output_dir)),
             "settings_key": settings.key,
         },
         data_version=dg.DataVersion(version),

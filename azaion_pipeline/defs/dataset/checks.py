@@ -1,41 +1,42 @@
-"""Checks on training_dataset, reading the laid-out files back from disk."""
-
-from pathlib import Path
+"""Checks on training_dataset, incremental: each reads what arrived since it last passed."""
 
 import dagster as dg
 
+from azaion_pipeline.defs.dataset.raw_annotations import NEAR_DISTANCE_META
 from azaion_pipeline.defs.lineage import upstream_metadata
-from azaion_pipeline.lib.manifest import read_manifest
-from azaion_pipeline.lib.split import labels_out_of_range, sources_in_splits, split_image_counts
+from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.dataset import checks
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
+from azaion_pipeline.lib.layout import SPLITS
 
 
-def _dataset_dir(context) -> Path:
-    return Path(upstream_metadata(context, "training_dataset")["dataset_dir"])
+def _result(outcome: checks.CheckOutcome, what: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        metadata={
+            "checked_now": outcome.checked,
+            what: outcome.problems,
+            "examples": dg.MetadataValue.json(outcome.examples),
+        },
+    )
 
 
 @dg.asset_check(
     asset="training_dataset",
     blocking=True,
-    description="No source annotation has images in two splits (no leakage).",
+    description=(
+        "Zero near-duplicate pairs (pHash) with one image in train and one in valid/test: "
+        "test scores are not flattered by near-twins of training images."
+    ),
 )
-def no_source_in_two_splits(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    metadata = upstream_metadata(context, "training_dataset")
-    entries = read_manifest(metadata["augmented_manifest"])["entries"]
-    image_to_source = {Path(e["image"]).name: e["source"] for e in entries}
-    leaks = {
-        source: sorted(splits)
-        for source, splits in sources_in_splits(
-            Path(metadata["dataset_dir"]), image_to_source
-        ).items()
-        if len(splits) > 1
-    }
-    return dg.AssetCheckResult(
-        passed=not leaks,
-        metadata={
-            "leaking_sources": len(leaks),
-            "examples": dg.MetadataValue.json(dict(list(leaks.items())[:10])),
-        },
-    )
+def no_near_twins_across_splits(
+    context: dg.AssetCheckExecutionContext, storage: AzaionStorage
+) -> dg.AssetCheckResult:
+    with Catalogue.of(storage.layout()) as catalogue:
+        distance = int(catalogue.get_meta(NEAR_DISTANCE_META, str(DEFAULT_MAX_DISTANCE)))
+        outcome = checks.no_near_twins_across_splits(catalogue, distance)
+    return _result(outcome, "cross_split_pairs")
 
 
 @dg.asset_check(
@@ -44,7 +45,8 @@ def no_source_in_two_splits(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     description="train, valid and test all hold images whenever the dataset holds any.",
 )
 def every_split_non_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    counts = split_image_counts(_dataset_dir(context))
+    metadata = upstream_metadata(context, "training_dataset")
+    counts = {split: int(metadata[f"{split}_images"]) for split in SPLITS}
     empty = [split for split, count in counts.items() if count == 0]
     passed = not empty or sum(counts.values()) == 0
     return dg.AssetCheckResult(
@@ -56,11 +58,11 @@ def every_split_non_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
 
 @dg.asset_check(
     asset="training_dataset",
-    description="Every label line has a class id < 80 and coordinates in [0, 1].",
+    description="Every new label line has a class id < 80 and coordinates in [0, 1].",
 )
-def labels_in_range(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    problems = labels_out_of_range(_dataset_dir(context))
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={"bad_labels": len(problems), "examples": dg.MetadataValue.json(problems[:10])},
-    )
+def labels_in_range(
+    context: dg.AssetCheckExecutionContext, storage: AzaionStorage
+) -> dg.AssetCheckResult:
+    with Catalogue.of(storage.layout()) as catalogue:
+        outcome = checks.labels_in_range(catalogue)
+    return _result(outcome, "bad_labels")

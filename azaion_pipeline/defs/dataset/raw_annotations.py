@@ -1,20 +1,26 @@
-"""raw_annotations: every image/label pair validated; bad ones quarantined with a reason."""
+"""raw_annotations: the catalogue brought up to date with data/ by delta; bad pairs quarantined."""
 
 from collections import Counter
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.annotations import (
+from azaion_pipeline.lib.dataset.annotations import (
+    DEFAULT_MAX_BOXES,
     DEFAULT_MAX_IMAGE_PIXELS,
-    ValidationCache,
-    collect_annotations,
+    DEFAULT_MAX_LABEL_BYTES,
+    ValidationRules,
 )
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import ingest
+from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
+from azaion_pipeline.lib.dataset.split import SplitShares
 from azaion_pipeline.lib.histogram import class_histogram_markdown
-from azaion_pipeline.lib.manifest import write_manifest
-from azaion_pipeline.lib.quarantine import quarantine
+
+# The check on training_dataset compares pairs at the distance the split was made with.
+NEAR_DISTANCE_META = "near_duplicate_distance"
 
 
 class RawAnnotationsConfig(dg.Config):
@@ -25,62 +31,90 @@ class RawAnnotationsConfig(dg.Config):
     max_image_pixels: int = Field(
         default=DEFAULT_MAX_IMAGE_PIXELS, gt=0, description="Larger images are quarantined."
     )
+    max_label_bytes: int = Field(
+        default=DEFAULT_MAX_LABEL_BYTES, ge=1, description="Larger label files are quarantined."
+    )
+    max_boxes: int = Field(
+        default=DEFAULT_MAX_BOXES, ge=1, description="Labels with more boxes are quarantined."
+    )
+    train_percent: int = Field(
+        default=SplitShares.train, gt=0, lt=100, description="Share of new groups in train."
+    )
+    valid_percent: int = Field(
+        default=SplitShares.valid, gt=0, lt=100, description="Share of new groups in valid."
+    )
+    near_duplicate_distance: int = Field(
+        default=DEFAULT_MAX_DISTANCE,
+        ge=0,
+        le=16,
+        description="pHash bits within which two images are near-twins and share a split.",
+    )
     workers: int = Field(default=0, ge=0, description="Validation processes; 0 = every core.")
+
+    @model_validator(mode="after")
+    def _test_share_left(self):
+        if self.train_percent + self.valid_percent >= 100:
+            raise ValueError("train_percent + valid_percent must be < 100 (test needs a share)")
+        return self
 
 
 @dg.asset(
     group_name="dataset",
-    kinds={"python", "filesystem"},
+    kinds={"python", "sqlite"},
     description=(
-        "Every image/label pair under data/ (and data-seed/ when configured), validated. "
-        "Failing pairs move to data-corrupted/ with a line in reasons.jsonl."
+        "The annotation catalogue: every pair under data/ (and data-seed/ when configured), "
+        "validated once, updated by delta; new pairs get their split for good. Failing "
+        "pairs move to data-corrupted/ with a line in reasons.jsonl."
     ),
 )
 def raw_annotations(
     context: dg.AssetExecutionContext, config: RawAnnotationsConfig, storage: AzaionStorage
 ) -> dg.MaterializeResult:
     layout = storage.layout()
-    catalog = storage.classes()
-    sources = [(layout.data, "data")]
-    if config.include_seed:
-        sources.append((layout.data_seed, "data-seed"))
-    cache = ValidationCache(
-        layout.manifests / "validation-cache.json", catalog.valid_ids(), config.max_image_pixels
+    classes = storage.classes()
+    rules = ValidationRules(
+        classes.valid_ids(), config.max_image_pixels, config.max_label_bytes, config.max_boxes
     )
-    collection = collect_annotations(
-        sources,
-        catalog.valid_ids(),
-        max_pixels=config.max_image_pixels,
-        workers=config.workers,
-        on_progress=progress_logger(context, "validated"),
-        cache=cache,
-    )
-    cache.save(collection.valid)
-    outcome = quarantine(layout.corrupted, collection.rejected)
-    for failure in outcome.failed:
+    with Catalogue.of(layout) as catalogue:
+        report = ingest(
+            layout,
+            catalogue,
+            rules,
+            include_seed=config.include_seed,
+            shares=SplitShares(config.train_percent, config.valid_percent),
+            max_distance=config.near_duplicate_distance,
+            workers=config.workers,
+            on_progress=progress_logger(context, "validated"),
+        )
+        with catalogue.transaction():
+            catalogue.set_meta(NEAR_DISTANCE_META, str(config.near_duplicate_distance))
+        counts = catalogue.class_counts()
+        version = catalogue.content_version()
+        excluded = catalogue.excluded()
+    for failure in report.quarantine_failures:
         context.log.warning(f"could not quarantine {failure}")
-
-    manifest = write_manifest(
-        layout.manifests,
-        "raw_annotations",
-        {"version": collection.version, "annotations": [a.to_json() for a in collection.valid]},
-    )
-    by_reason = Counter(r.reason.split(":")[0] for r in collection.rejected)
-    names = catalog.names()
+    for name, why in report.splits.excluded.items():
+        context.log.warning(f"{name} left out of training: {why}")
+    by_reason = Counter(r.reason.split(":")[0] for r in report.rejected)
     return dg.MaterializeResult(
         metadata={
-            "manifest_path": dg.MetadataValue.path(str(manifest)),
-            "valid": len(collection.valid),
-            "quarantined": len(collection.rejected),
-            "duplicates": collection.duplicates,
+            "catalogue": dg.MetadataValue.path(str(catalogue.path)),
+            "valid": report.total,
+            "accepted_now": len(report.accepted),
+            "updated_now": len(report.updated),
+            "removed_now": len(report.removed),
+            "validated_now": report.validated_now,
+            "quarantined": len(report.rejected),
+            "duplicates": report.duplicates,
             "quarantined_by_reason": dg.MetadataValue.json(dict(sorted(by_reason.items()))),
-            "quarantine_failures": len(outcome.failed),
+            "quarantine_failures": len(report.quarantine_failures),
             "reasons_path": dg.MetadataValue.path(str(layout.corrupted / "reasons.jsonl")),
-            "boxes": sum(collection.class_counts().values()),
-            "validated_now": len(collection.valid) + len(collection.rejected) - cache.hits,
+            "excluded_near_twins": len(excluded),
+            "excluded_examples": dg.MetadataValue.json(dict(list(excluded.items())[:10])),
+            "boxes": sum(counts.values()),
             "class_histogram": dg.MetadataValue.md(
-                class_histogram_markdown(collection.class_counts(), names, "boxes per class")
+                class_histogram_markdown(Counter(counts), classes.names(), "boxes per class")
             ),
         },
-        data_version=dg.DataVersion(collection.version),
+        data_version=dg.DataVersion(version),
     )
