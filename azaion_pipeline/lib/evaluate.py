@@ -17,14 +17,27 @@ ULTRALYTICS_SPLIT = {"train": "train", "valid": "val", "val": "val", "test": "te
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def count_images(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def split_image_paths(source: Path) -> list[Path]:
+    """The images of a split: a folder of them, or a list file (one path a line, ``./``
+    relative to the list, as ultralytics reads it)."""
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if source.is_file():
+        lines = source.read_text(encoding="utf-8").splitlines()
+        return [
+            source.parent / line[2:] if line.startswith("./") else Path(line)
+            for line in lines
+            if line
+        ]
+    return []
+
+
+def count_images(source: Path) -> int:
+    return len(split_image_paths(source))
 
 
 def split_images_dir(data_yaml: Path, split: str) -> Path:
-    """Image folder of ``split`` (train/val/test key of data.yaml) as an absolute path."""
+    """Image folder or list file of ``split`` (train/val/test key of data.yaml), absolute."""
     spec = yaml.safe_load(Path(data_yaml).read_text())
     entry = spec.get(split)
     if not entry:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
+from azaion_pipeline.lib.evaluate import split_image_paths, split_images_dir
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -152,9 +152,7 @@ def pytorch_detections(
 def parity_images(data_yaml: Path, max_images: int) -> list[Path]:
     paths = []
     for split in ("val", "test"):
-        folder = split_images_dir(data_yaml, split)
-        if folder.is_dir():
-            paths += sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += split_image_paths(split_images_dir(data_yaml, split))
     return paths[:max_images]
 
 
