@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     phash INTEGER NOT NULL,
     media_name TEXT,
     accepted_run INTEGER NOT NULL,
-    arrived_ns INTEGER NOT NULL
+    arrived_ns INTEGER NOT NULL,
+    rules TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS annotations_image ON annotations (image_sha256);
 CREATE INDEX IF NOT EXISTS annotations_media ON annotations (media_name);
@@ -112,6 +113,7 @@ class Accepted:
     media_name: str | None
     accepted_run: int = 0
     arrived_ns: int = 0
+    rules: str = ""  # the validation rules it passed (new rules validate it again)
 
     @property
     def content_hash(self) -> str:
@@ -206,10 +208,12 @@ class Catalogue:
 
     # annotations
 
-    def stat_keys(self) -> dict[str, tuple[str, str, str, str]]:
-        """name -> (image path, label path, image stat key, label stat key): change detection."""
-        rows = self.db.execute("SELECT name, image, label, image_stat, label_stat FROM annotations")
-        return {name: (image, label, i_stat, l_stat) for name, image, label, i_stat, l_stat in rows}
+    def stat_keys(self) -> dict[str, tuple[str, str, str, str, str]]:
+        """name -> (image path, label path, image stat key, label stat key, rules key)."""
+        rows = self.db.execute(
+            "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
@@ -242,15 +246,8 @@ class Catalogue:
                 image_sha256 = excluded.image_sha256, label_sha256 = excluded.label_sha256,
                 width = excluded.width, height = excluded.height, boxes = excluded.boxes,
                 phash = excluded.phash, media_name = excluded.media_name,
-                content_hash = excluded.content_hash""",
+                rules = excluded.rules, content_hash = excluded.content_hash""",
             (*_row(annotation), annotation.content_hash),
-        )
-
-    def touch(self, name: str, image_stat: str, label_stat: str) -> None:
-        """Same content under new stat keys (e.g. a file rewritten with equal bytes)."""
-        self.db.execute(
-            "UPDATE annotations SET image_stat = ?, label_stat = ? WHERE name = ?",
-            (image_stat, label_stat, name),
         )
 
     def remove(self, name: str) -> None:
@@ -517,6 +514,7 @@ _FIELDS = (
     "media_name",
     "accepted_run",
     "arrived_ns",
+    "rules",
 )
 _ACCEPTED_COLUMNS = ", ".join(_FIELDS)
 _ACCEPTED_COLUMN_COUNT = len(_FIELDS)

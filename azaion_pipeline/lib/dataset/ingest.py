@@ -111,11 +111,11 @@ def list_candidates(folder: Path, origin: str) -> tuple[dict[str, Candidate], li
     return by_name, rejections
 
 
-def _unchanged(candidate: Candidate, known: tuple[str, str, str, str] | None) -> bool:
+def _unchanged(candidate: Candidate, known: tuple | None, rules_key: str) -> bool:
     if known is None or candidate.image is None or candidate.label is None:
         return False
-    image, label, image_stat, label_stat = known
-    if (str(candidate.image), str(candidate.label)) != (image, label):
+    image, label, image_stat, label_stat, rules = known
+    if (str(candidate.image), str(candidate.label), rules) != (image, label, rules_key):
         return False
     try:
         return (stat_key(candidate.image), stat_key(candidate.label)) == (image_stat, label_stat)
@@ -172,12 +172,7 @@ def ingest(
                 )
             )
 
-    rules_changed = catalogue.get_meta("rules") != rules.key
-    todo = [
-        c
-        for name, c in sorted(candidates.items())
-        if rules_changed or not _unchanged(c, known.get(name))
-    ]
+    todo = [c for name, c in candidates.items() if not _unchanged(c, known.get(name), rules.key)]
     gone = sorted(known.keys() - candidates.keys())
     report = IngestReport(run=run, total=0, validated_now=len(todo), removed=gone)
     with catalogue.transaction():
@@ -202,7 +197,7 @@ def ingest(
             for name in broken:
                 catalogue.remove(name)
             for item in accepted:
-                catalogue.put(_accept(item, run, folders[item.origin]))
+                catalogue.put(_accept(item, run, folders[item.origin], rules.key))
         if on_progress:
             on_progress(start + len(chunk), len(todo))
     report.rejected = rejected
@@ -212,7 +207,6 @@ def ingest(
         report.splits = assign_splits(
             catalogue, catalogue.unassigned(), shares or SplitShares(), max_distance, run
         )
-        catalogue.set_meta("rules", rules.key)
     report.total = catalogue.count()
     return report
 
@@ -256,7 +250,7 @@ def _resolve(
     return accepted, rejected
 
 
-def _accept(item: Checked, run: int, folder: Path) -> Accepted:
+def _accept(item: Checked, run: int, folder: Path, rules_key: str) -> Accepted:
     return Accepted(
         name=item.name,
         origin=item.origin,
@@ -273,6 +267,7 @@ def _accept(item: Checked, run: int, folder: Path) -> Accepted:
         media_name=read_media_name(folder, item.name),
         accepted_run=run,
         arrived_ns=item.arrived_ns,
+        rules=rules_key,
     )
 
 
