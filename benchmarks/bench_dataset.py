@@ -13,14 +13,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset.annotations import collect_annotations
 from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_dataset, yolo_box_params
-from azaion_pipeline.lib.classes import ClassCatalog
+from azaion_pipeline.lib.dataset.split import SplitShares, assign_splits, build_dataset
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.parallel import process_pool, worker_count
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import load_settings
-from azaion_pipeline.lib.dataset.split import SplitShares, assign_splits, build_dataset
 
 AUG_IMAGES = int(os.environ.get("BENCH_AUG_IMAGES", 200))
 INCREMENTAL_BASE = int(os.environ.get("BENCH_INCREMENTAL_BASE", 1000))

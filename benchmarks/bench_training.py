@@ -25,7 +25,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 IMAGES = int(os.environ.get("BENCH_TRAIN_IMAGES", 48))
 EPOCHS = int(os.environ.get("BENCH_TRAIN_EPOCHS", 24))
@@ -37,13 +36,14 @@ WARM_LR0 = float(os.environ.get("BENCH_WARM_LR0", 1e-4))
 BATCH = 8
 
 
-def build_dataset(root: Path, images: int, style=None, size=(160, 160)) -> dict[str, Any]:
-    """The real dataset chain on generated data; returns training_dataset's metadata."""
+def build_dataset(root: Path, images: int, style=None, size=(160, 160)):
+    """The real dataset chain on generated data; returns its instance and training_dataset's record."""
     import dagster as dg
 
     from azaion_pipeline.defs.dataset.augmented_dataset import augmented_dataset
     from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
     from azaion_pipeline.defs.dataset.training_dataset import training_dataset
+    from azaion_pipeline.defs.io import RecordIOManager
     from azaion_pipeline.defs.resources import AzaionStorage
     from azaion_pipeline.lib.layout import AzaionLayout
     from azaion_pipeline.lib.sample_data import DEFAULT_STYLE, generate_sample_data
@@ -52,14 +52,13 @@ def build_dataset(root: Path, images: int, style=None, size=(160, 160)) -> dict[
     layout = AzaionLayout.under(root)
     generate_sample_data(layout, storage.classes(), images, size=size, style=style or DEFAULT_STYLE)
     instance = dg.DagsterInstance.ephemeral()
-    dg.materialize(
+    result = dg.materialize(
         [raw_annotations, augmented_dataset, training_dataset],
         instance=instance,
-        resources={"storage": storage},
+        resources={"storage": storage, "io_manager": RecordIOManager(root_dir=str(root))},
         run_config={"ops": {"augmented_dataset": {"config": {"variants": 0}}}},
     )
-    event = instance.get_latest_materialization_event(dg.AssetKey("training_dataset"))
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return instance, result.output_for_node("training_dataset")
 
 
 def _quiet_ultralytics() -> None:
@@ -72,33 +71,31 @@ def overhead(scratch: Path) -> None:
     import dagster as dg
     from ultralytics import YOLO
 
+    from azaion_pipeline.defs.io import RecordIOManager
     from azaion_pipeline.defs.resources import AzaionStorage
     from azaion_pipeline.defs.training.assets import trained_model
     from azaion_pipeline.defs.training.resources import YoloTrainer
 
-    dataset = build_dataset(scratch / "data", IMAGES)
+    instance, dataset = build_dataset(scratch / "data", IMAGES)
     print(
         f"recipe: yolo11n.yaml, {EPOCHS} epochs, imgsz {IMGSZ}, batch {BATCH}, CPU, "
-        f"{dataset['train_images']} train / {dataset['valid_images']} valid images"
+        f"{dataset.images['train']} train / {dataset.images['valid']} valid images"
     )
     started = time.perf_counter()
     YOLO("yolo11n.yaml").train(
-        data=dataset["data_yaml"], epochs=EPOCHS, imgsz=IMGSZ, batch=BATCH, workers=0,
+        data=str(dataset.data_yaml), epochs=EPOCHS, imgsz=IMGSZ, batch=BATCH, workers=0,
         device="cpu", seed=0, save_period=1, project=str(scratch / "bare"), name="run",
         verbose=False,
     )  # fmt: skip
     bare = time.perf_counter() - started
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("training_dataset", metadata=dataset)
-    )
     started = time.perf_counter()
     result = dg.materialize(
-        [trained_model],
+        [dg.SourceAsset("training_dataset"), trained_model],
         instance=instance,
         resources={
             "storage": AzaionStorage(root_dir=str(scratch / "asset")),
+            "io_manager": RecordIOManager(root_dir=str(scratch / "data")),
             "yolo_trainer": YoloTrainer(device="cpu", workers=0),
             "training_pipes_client": dg.PipesSubprocessClient(env={"YOLO_OFFLINE": "1"}),
         },
@@ -138,8 +135,8 @@ def warm_start(scratch: Path) -> None:
     from azaion_pipeline.lib.train import TrainingRequest, read_results_csv, train
 
     # the same seed draws the same first images, so the grown set contains the base set
-    base = build_dataset(scratch / "base", WARM_IMAGES, LEARNABLE, (128, 128))
-    grown = build_dataset(scratch / "grown", 2 * WARM_IMAGES, LEARNABLE, (128, 128))
+    base = build_dataset(scratch / "base", WARM_IMAGES, LEARNABLE, (128, 128))[1]
+    grown = build_dataset(scratch / "grown", 2 * WARM_IMAGES, LEARNABLE, (128, 128))[1]
     imgsz = LEARNABLE_TRAINING["imgsz"]
     hyperparameters = {
         **LEARNABLE_TRAINING["hyperparameters"],
@@ -149,10 +146,10 @@ def warm_start(scratch: Path) -> None:
     def test_map(weights: Path) -> float:
         return evaluate(weights, grown["data_yaml"], "test", imgsz, "cpu").map50_95
 
-    def run(dataset: dict, epochs: int, init_weights: Path | None, name: str, **tuned: float):
+    def run(dataset, epochs: int, init_weights: Path | None, name: str, **tuned: float):
         """Train; the cumulative training seconds and test mAP50-95 after each epoch."""
         request = TrainingRequest(
-            data_yaml=Path(dataset["data_yaml"]), dataset_version=dataset["dataset_version"],
+            data_yaml=dataset.data_yaml, dataset_version=dataset.version,
             models_dir=scratch / name, model="yolo11n.yaml",
             init="scratch" if init_weights is None else str(init_weights),
             init_weights=init_weights, epochs=epochs, imgsz=imgsz,

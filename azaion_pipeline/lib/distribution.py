@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,10 @@ from pydantic import BaseModel, Field, ValidationError
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnStore
 from azaion_pipeline.lib.crypto import DecryptionError, decrypt_stream, model_key_string
+from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.parts import SMALL_SIZE_KB, JoinedReader, encrypt_and_split
+from azaion_pipeline.lib.records import Record
 from azaion_pipeline.lib.release_manifest import (
     ArtifactManifest,
     ManifestError,
@@ -35,6 +38,7 @@ from azaion_pipeline.lib.release_manifest import (
     sign_manifest,
     verify_manifest,
 )
+from azaion_pipeline.lib.train import TrainedWeights
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +63,30 @@ class Pointer(BaseModel):
     updated_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
-@dataclass(frozen=True)
-class Artifact:
-    format: str
-    path: Path
-    file_name: str
+class PublishedArtifact(Record):
+    """One export as published: what it was, its signed manifest and where its parts went."""
 
-
-@dataclass(frozen=True)
-class PublishedArtifact:
+    export: ExportedModel
     manifest: ArtifactManifest
     big_uri: str
     small_uri: str
     manifest_uri: str
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(Record):
+    """published_model's output: one published version of one model, every export in it."""
+
     version: str
+    model_name: str
+    prefix: str
     pointer_uri: str
-    artifacts: list[PublishedArtifact]
+    previous_version: str | None
+    artifacts: tuple[PublishedArtifact, ...] = Field(min_length=1)
+
+    @property
+    def source(self) -> TrainedWeights:
+        """The trained weights every artifact was exported from."""
+        return self.artifacts[0].export.source
 
 
 @dataclass(frozen=True)
@@ -119,66 +127,87 @@ def new_version(model_version: str, now: datetime | None = None) -> str:
 def publish_release(
     api: AzaionApiClient,
     cdn: CdnStore,
-    artifacts: list[Artifact],
+    exports: Sequence[ExportedModel],
     *,
     model_name: str,
-    model_version: str,
-    dataset_version: str | None,
-    metrics: dict[str, float],
     model_secret: str,
     signing_key: str,
     workdir: Path,
     prefix: str = DEFAULT_PREFIX,
     small_size_kb: int = SMALL_SIZE_KB,
+    previous_version: str | None = None,
 ) -> Release:
-    if not artifacts:
-        raise ValueError("nothing to publish: no artifacts given")
-    names = ReleaseNames(model_name, new_version(model_version), prefix)
+    """Publish ``exports`` (all of one trained model) as a new version; ``previous_version`` is
+    the release it replaces, kept in the record for rollback and the UI."""
+    if not exports:
+        raise ValueError("nothing to publish: no exports given")
+    source = exports[0].source
+    mixed = sorted({e.model_version for e in exports} - {source.model_version})
+    if mixed:
+        raise ValueError(f"exports of models {mixed} mixed with {source.model_version}")
+    metrics = {"test_map50_95": source.test.map50_95 if source.test else 0.0}
+    names = ReleaseNames(model_name, new_version(source.model_version), prefix)
     key_str = model_key_string(model_secret)
     published = []
     cdn.put_bytes(
         f"{names.folder}/{SIGNING_PUB}", public_key_text(signing_key).encode(), "text/plain"
     )
-    for artifact in artifacts:
-        small_path = workdir / f"{artifact.file_name}.small"
-        big_path = workdir / f"{artifact.file_name}.big"
-        split = encrypt_and_split(artifact.path, small_path, big_path, key_str, small_size_kb)
+    for export in exports:
+        file_name = export.file.path.name
+        small_path = workdir / f"{file_name}.small"
+        big_path = workdir / f"{file_name}.big"
+        split = encrypt_and_split(export.file.path, small_path, big_path, key_str, small_size_kb)
         log.info(
             "encrypted %s: %d bytes -> small %d + big %d",
-            artifact.file_name,
+            file_name,
             split.plaintext.size,
             split.small.size,
             split.big.size,
         )
-        big_uri = cdn.upload_file(big_path, names.big(artifact.file_name))
-        api.upload_file(names.folder, names.small(artifact.file_name), small_path.read_bytes())
+        big_uri = cdn.upload_file(big_path, names.big(file_name))
+        api.upload_file(names.folder, names.small(file_name), small_path.read_bytes())
         manifest = ArtifactManifest.describe(
             split,
             model_name=model_name,
             version=names.version,
-            model_version=model_version,
-            dataset_version=dataset_version,
-            format=artifact.format,
-            file_name=artifact.file_name,
+            model_version=source.model_version,
+            dataset_version=source.dataset_version,
+            format=export.file.format,
+            file_name=file_name,
             metrics=metrics,
         )
         data, signature = sign_manifest(manifest, signing_key)
-        cdn.put_bytes(names.signature(artifact.file_name), signature, "application/octet-stream")
-        manifest_uri = cdn.put_bytes(names.manifest(artifact.file_name), data)
-        small_uri = f"{api.url}/resources/get/{names.folder}/{names.small(artifact.file_name)}"
-        published.append(PublishedArtifact(manifest, big_uri, small_uri, manifest_uri))
+        cdn.put_bytes(names.signature(file_name), signature, "application/octet-stream")
+        manifest_uri = cdn.put_bytes(names.manifest(file_name), data)
+        small_uri = f"{api.url}/resources/get/{names.folder}/{names.small(file_name)}"
+        published.append(
+            PublishedArtifact(
+                export=export,
+                manifest=manifest,
+                big_uri=big_uri,
+                small_uri=small_uri,
+                manifest_uri=manifest_uri,
+            )
+        )
         small_path.unlink()
         big_path.unlink()
     pointer = Pointer(
         model_name=model_name,
         version=names.version,
-        model_version=model_version,
-        files=[a.file_name for a in artifacts],
+        model_version=source.model_version,
+        files=[a.manifest.file_name for a in published],
     )
     cdn.put_bytes(f"{names.folder}/{RELEASE_RECORD}", pointer.model_dump_json().encode())
     # The pointer moves last: until this single PUT lands, clients keep the previous release.
     pointer_uri = cdn.put_bytes(pointer_key(model_name, prefix), pointer.model_dump_json().encode())
-    return Release(names.version, pointer_uri, published)
+    return Release(
+        version=names.version,
+        model_name=model_name,
+        prefix=prefix,
+        pointer_uri=pointer_uri,
+        previous_version=previous_version,
+        artifacts=tuple(published),
+    )
 
 
 def read_pointer(cdn: CdnStore, model_name: str, prefix: str = DEFAULT_PREFIX) -> Pointer | None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.records import Record
+from azaion_pipeline.lib.train import TrainedWeights
 
 ONNX_FILE = "azaion.onnx"
 COREML_FILE = "azaion.mlpackage.zip"
@@ -26,13 +28,40 @@ COREML_RUNTIME_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class ExportedFile:
+class ExportedFile(Record):
+    """One export file at its content-addressed path."""
+
     path: Path
     sha256: str
     size_bytes: int
     format: str
     seconds: float
+
+
+class ExportedModel(Record):
+    """An export asset's output: the file, the settings baked into it, the weights it came from."""
+
+    file: ExportedFile
+    imgsz: int
+    conf: float
+    iou: float
+    max_batch: int
+    source: TrainedWeights  # lineage: model and dataset versions, class names, data.yaml
+
+    @property
+    def model_version(self) -> str:
+        return self.source.model_version
+
+    @property
+    def dataset_version(self) -> str:
+        return self.source.dataset_version
+
+
+class TensorrtExport(Record):
+    """tensorrt_model's output: the engine, or why this host could not build one (no CUDA)."""
+
+    engine: ExportedModel | None
+    skipped_reason: str | None = None
 
 
 class ExportError(RuntimeError):
@@ -66,7 +95,13 @@ def _store(produced: Path, exports_root: Path, filename: str, fmt: str, started:
         staging = folder / f"{filename}.tmp"
         shutil.move(str(produced), staging)
         os.replace(staging, target)
-    return ExportedFile(target, digest, target.stat().st_size, fmt, time.perf_counter() - started)
+    return ExportedFile(
+        path=target,
+        sha256=digest,
+        size_bytes=target.stat().st_size,
+        format=fmt,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _ultralytics_export(weights: Path, scratch: Path, **arguments) -> Path:
@@ -144,7 +179,12 @@ def export_coreml(
 
 
 def export_tensorrt(
-    weights: Path, imgsz: int, exports_root: Path, max_batch: int = 8, conf: float = 0.25
+    weights: Path,
+    imgsz: int,
+    exports_root: Path,
+    max_batch: int = 8,
+    conf: float = 0.25,
+    iou: float = 0.7,
 ) -> ExportedFile:
     """A TensorRT engine for the GPU in this machine (dynamic batch, NMS inside)."""
     import torch
@@ -164,6 +204,7 @@ def export_tensorrt(
             batch=max_batch,
             nms=True,
             conf=conf,
+            iou=iou,
             device=0,
         )
         name = engine_filename(props.major, props.minor, props.multi_processor_count)

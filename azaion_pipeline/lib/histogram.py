@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
 
 from azaion_pipeline.lib.plots import bar_chart_png, png_markdown
 
 
-def class_table(counts: Counter[int], names: dict[int, str]) -> str:
+def class_table(counts: Mapping[int, int], names: dict[int, str]) -> str:
     rows = [
         f"| {class_id} | {names.get(class_id, f'Class-{class_id}')} | {count} |"
         for class_id, count in sorted(counts.items())
@@ -15,7 +15,7 @@ def class_table(counts: Counter[int], names: dict[int, str]) -> str:
     return "\n".join(["| id | class | boxes |", "|---:|---|---:|", *rows])
 
 
-def class_histogram_markdown(counts: Counter[int], names: dict[int, str], title: str) -> str:
+def class_histogram_markdown(counts: Mapping[int, int], names: dict[int, str], title: str) -> str:
     """Table and chart of boxes per class; "no boxes" when there are none."""
     if not counts:
         return f"**{title}**: no boxes"

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from azaion_pipeline.lib.classes import NUM_MODEL_CLASSES
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.evaluate import SplitMetrics, count_images, evaluate, split_images_dir
 from azaion_pipeline.lib.hashing import sha256_file, sha256_text
+from azaion_pipeline.lib.records import Record
 
 INIT_SCRATCH = "scratch"
 INIT_CHAMPION = "champion"
@@ -105,21 +106,24 @@ class EpochReport:
         )
 
 
-@dataclass(frozen=True)
-class TrainedModel:
+class TrainedWeights(Record):
+    """trained_model's output: content-addressed weights and everything they were made from."""
+
     weights_path: Path
     weights_sha256: str
     dataset_version: str
     data_yaml: Path
     imgsz: int
+    class_names: dict[int, str]
     recipe: dict[str, Any]
     run_dir: Path
     first_epoch: int
     resumed_from: Path | None
     epochs_table: list[dict[str, float]]
     seconds: float
-    test: SplitMetrics | None
-    results_png: bytes | None = None
+    test: SplitMetrics | None  # scores on the test split (plot kept as a file, not inline)
+    results_plot: Path | None
+    confusion_matrix_plot: Path | None
 
     @property
     def model_version(self) -> str:
@@ -278,7 +282,7 @@ def store_weights(best: Path, models_dir: Path, lineage: dict[str, Any]) -> tupl
     return target, digest
 
 
-def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> TrainedModel:
+def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> TrainedWeights:
     """Train (or resume) per ``request``; ``on_epoch`` hears each epoch as it finishes."""
     from ultralytics import YOLO
 
@@ -352,13 +356,19 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
         if test_images
         else None
     )
-    results_png = run_dir / "results.png"
-    trained = TrainedModel(
+    confusion_plot = None
+    if test and test.confusion_matrix_png:
+        confusion_plot = run_dir / "test_confusion_matrix.png"
+        confusion_plot.write_bytes(test.confusion_matrix_png)
+        test = replace(test, confusion_matrix_png=None)
+    results_plot = run_dir / "results.png"
+    trained = TrainedWeights(
         weights_path=weights,
         weights_sha256=digest,
         dataset_version=request.dataset_version,
         data_yaml=request.data_yaml,
         imgsz=request.imgsz,
+        class_names=yaml.safe_load(request.data_yaml.read_text())["names"],
         recipe=request.recipe(),
         run_dir=run_dir,
         first_epoch=first_epoch,
@@ -366,7 +376,8 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
         epochs_table=read_results_csv(run_dir / "results.csv"),
         seconds=seconds,
         test=test,
-        results_png=results_png.read_bytes() if results_png.exists() else None,
+        results_plot=results_plot if results_plot.exists() else None,
+        confusion_matrix_plot=confusion_plot,
     )
     (run_dir / COMPLETED).write_text(
         json.dumps({"weights": str(weights), "sha256": digest, **lineage}, default=str)
@@ -401,42 +412,6 @@ def epochs_markdown(table: list[dict[str, float]]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def metadata(trained: TrainedModel) -> tuple[dict[str, Any], dict[str, str]]:
-    """(plain values, markdown values) for the trained_model materialization."""
-    from azaion_pipeline.lib.plots import png_markdown
-
-    plain: dict[str, Any] = {
-        "weights_path": str(trained.weights_path),
-        "weights_sha256": trained.weights_sha256,
-        "model_version": trained.model_version,
-        "dataset_version": trained.dataset_version,
-        "data_yaml": str(trained.data_yaml),
-        "imgsz": trained.imgsz,
-        "training_config": json.dumps(trained.recipe, sort_keys=True),
-        "run_dir": str(trained.run_dir),
-        "first_epoch": trained.first_epoch,
-        "epochs_trained": len(trained.epochs_table),
-        "resumed_from": str(trained.resumed_from) if trained.resumed_from else "",
-        "train_seconds": round(trained.seconds, 2),
-        "test_map50_95": trained.test.map50_95 if trained.test else 0.0,
-    }
-    if trained.test:
-        plain.update(
-            test_images=trained.test.images,
-            test_precision=trained.test.precision,
-            test_recall=trained.test.recall,
-            test_map50=trained.test.map50,
-        )
-    markdown = {"epochs": epochs_markdown(trained.epochs_table)}
-    if trained.results_png:
-        markdown["results_plot"] = png_markdown(trained.results_png, "training results")
-    if trained.test and trained.test.confusion_matrix_png:
-        markdown["confusion_matrix"] = png_markdown(
-            trained.test.confusion_matrix_png, "confusion matrix (test split)"
-        )
-    return plain, markdown
 
 
 def resolve_init(init: str, champion_weights: Path | None) -> tuple[Path | None, str | None]:

@@ -1,7 +1,8 @@
 """Child-process entry point for training, driven through Dagster Pipes.
 
 ``python -m azaion_pipeline.lib.train_worker``: reads the ``TrainingRequest`` from the Pipes
-extras, streams one log line per finished epoch, and reports the materialization. Runs the
+extras, streams one log line per finished epoch, and sends the ``TrainedWeights`` record back
+(the parent returns it as the asset's output). Runs the
 same under a subprocess, a Kubernetes pod or any other Pipes client; an out-of-memory kill
 here cannot take the Dagster run worker with it.
 """
@@ -12,7 +13,7 @@ import os
 
 from dagster_pipes import open_dagster_pipes
 
-from azaion_pipeline.lib.train import TrainingRequest, metadata, train
+from azaion_pipeline.lib.train import TrainingRequest, train
 
 
 def main() -> None:
@@ -21,14 +22,7 @@ def main() -> None:
         request = TrainingRequest.model_validate(pipes.get_extra("request"))
         pipes.log.info(f"training run key {request.key()} on dataset {request.dataset_version}")
         trained = train(request, on_epoch=lambda report: pipes.log.info(report.line()))
-        plain, markdown = metadata(trained)
-        pipes.report_asset_materialization(
-            metadata={
-                **plain,
-                **{key: {"raw_value": text, "type": "md"} for key, text in markdown.items()},
-            },
-            data_version=trained.weights_sha256,
-        )
+        pipes.report_custom_message(trained.model_dump(mode="json"))
 
 
 if __name__ == "__main__":

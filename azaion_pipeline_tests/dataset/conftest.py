@@ -15,6 +15,7 @@ from azaion_pipeline.defs.dataset.checks import (
 )
 from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
 from azaion_pipeline.defs.dataset.training_dataset import training_dataset
+from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset.annotations import ValidationRules
@@ -87,7 +88,10 @@ class Harness:
         result = dg.materialize(
             [*assets, *checks],
             instance=self.instance,
-            resources={"storage": AzaionStorage(root_dir=str(self.layout.root))},
+            resources={
+                "storage": AzaionStorage(root_dir=str(self.layout.root)),
+                "io_manager": RecordIOManager(root_dir=str(self.layout.root)),
+            },
             run_config={"ops": {name: stanza for name, stanza in ops.items() if name in names}},
         )
         assert result.success

@@ -155,7 +155,8 @@ class CuttingProxy:
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory) -> dict[str, Path]:
-    """An untrained yolo11n (from yaml, no download) and its real ONNX and CoreML exports at 64 px."""
+    """An untrained yolo11n (from yaml, no download) and its real ONNX and CoreML exports at 64 px,
+    under the file names the pipeline's exports have (the names clients ask for)."""
     from ultralytics import YOLO
 
     folder = tmp_path_factory.mktemp("exports")
@@ -163,8 +164,9 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     YOLO("yolo11n.yaml").save(str(weights))
     model = YOLO(str(weights))
     onnx = Path(model.export(format="onnx", imgsz=64, simplify=False, verbose=False))
+    onnx = onnx.rename(folder / "azaion.onnx")
     mlpackage = Path(model.export(format="coreml", imgsz=64, verbose=False))
-    coreml_zip = folder / "best.mlpackage.zip"
+    coreml_zip = folder / "azaion.mlpackage.zip"
     with zipfile.ZipFile(coreml_zip, "w") as archive:
         for file in sorted(mlpackage.rglob("*")):
             archive.write(file, file.relative_to(mlpackage.parent))

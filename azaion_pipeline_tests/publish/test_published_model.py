@@ -13,6 +13,7 @@ import pytest
 from dagster_shared.serdes import serialize_value
 
 from azaion_pipeline.cli import main as cli
+from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.publish.assets import published_model, roundtrip_ok
 from azaion_pipeline.defs.publish.jobs import rollback_job
 from azaion_pipeline.defs.publish.resources import AzaionApi, publish_resource_defs
@@ -20,9 +21,13 @@ from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.devserver.users import add_user
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.crypto import api_key_string, model_key_string
-from azaion_pipeline.lib.distribution import list_versions, read_pointer
+from azaion_pipeline.lib.distribution import Release, list_versions, read_pointer
+from azaion_pipeline.lib.export import ExportedFile, ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hardware import hardware_string
 from azaion_pipeline.lib.hashing import sha256_file
+from azaion_pipeline.lib.records import dump_record, load_record
+from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline_tests.seeding import seed_records, upstream
 
 from .conftest import cdn_store
 from .independent_reader import load_model
@@ -31,33 +36,47 @@ pytestmark = pytest.mark.slow
 JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
 
 
+def trained_weights(weights: Path) -> TrainedWeights:
+    """The record of ``weights`` as trained_model leaves it (no dataset on disk: no sample image)."""
+    return TrainedWeights(
+        weights_path=weights,
+        weights_sha256=sha256_file(weights),
+        dataset_version="2026-11-23-a",
+        data_yaml=weights.parent / "missing-data.yaml",
+        imgsz=64,
+        class_names={0: "ArmorVehicle"},
+        recipe={},
+        run_dir=weights.parent,
+        first_epoch=1,
+        resumed_from=None,
+        epochs_table=[],
+        seconds=0.0,
+        test=None,
+        results_plot=None,
+        confusion_matrix_plot=None,
+    )
+
+
+def export_record(path: Path, fmt: str, source: TrainedWeights) -> ExportedModel:
+    file = ExportedFile(
+        path=path, sha256=sha256_file(path), size_bytes=path.stat().st_size, format=fmt, seconds=0.0
+    )
+    return ExportedModel(file=file, imgsz=64, conf=0.25, iou=0.7, max_batch=1, source=source)
+
+
 def seed_upstream(
-    instance: dg.DagsterInstance, exports: dict[str, Path], model_version: str
-) -> None:
-    """Report real materializations of the upstream assets for the real files exports made."""
-    weights = exports["weights"]
-    events = {
-        "trained_model": {
-            "weights_path": str(weights),
-            "weights_sha256": sha256_file(weights),
-            "model_version": model_version,
-            "dataset_version": "2026-11-23",
-            "test_map50_95": 0.0,
-            "imgsz": 64,
-        },
-        "onnx_model": {"path": str(exports["onnx"]), "format": "onnx"},
-        "coreml_model": {"path": str(exports["coreml"]), "format": "coreml"},
-    }
-    for key, metadata in events.items():
-        if "path" in metadata:
-            path = Path(metadata["path"])
-            metadata |= {
-                "sha256": sha256_file(path),
-                "size_bytes": path.stat().st_size,
-                "model_version": model_version,
-                "imgsz": 64,
-            }
-        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
+    instance: dg.DagsterInstance, root: Path, exports: dict[str, Path], weights: Path
+) -> TrainedWeights:
+    """Seed the exports (records of the real files) of ``weights``, as export runs leave them."""
+    source = trained_weights(weights)
+    seed_records(
+        instance,
+        root,
+        onnx_model=export_record(exports["onnx"], "onnx", source),
+        coreml_model=export_record(exports["coreml"], "coreml", source),
+        tensorrt_model=TensorrtExport(engine=None, skipped_reason="no CUDA GPU is visible"),
+    )
+    return source
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +94,15 @@ def resources(tmp_root: Path, **api_overrides) -> dict:
             password=dg.EnvVar("AZAION_API_PASSWORD"),
             **api_overrides,
         )
-    return defs | {"storage": AzaionStorage(root_dir=str(tmp_root))}
+    return defs | {
+        "storage": AzaionStorage(root_dir=str(tmp_root)),
+        "io_manager": RecordIOManager(root_dir=str(tmp_root)),
+    }
 
 
 def publish(instance, root: Path, **api_overrides) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [published_model, roundtrip_ok],
+        [*upstream("onnx_model", "coreml_model", "tensorrt_model"), published_model, roundtrip_ok],
         instance=instance,
         resources=resources(root, **api_overrides),
         raise_on_error=False,
@@ -93,10 +115,10 @@ def first_release(instance, exports, stack, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for name, value in stack.items():
             patch.setenv(name, value)
-        seed_upstream(instance, exports, "model-one")
+        source = seed_upstream(instance, root, exports, exports["weights"])
         result = publish(instance, root)
     assert result.success, result.all_events
-    return result, root
+    return result, root, source
 
 
 def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
@@ -105,22 +127,28 @@ def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def test_publish_roundtrips_and_promotes(first_release, exports, stack):
-    result, root = first_release
+    result, root, source = first_release
+    release: Release = result.output_for_node("published_model")
+    assert release.source == source and release.previous_version is None
+    assert load_record(dump_record(release), Release) == release  # the stored form
+    assert [a.export.file.path for a in release.artifacts] == [exports["onnx"], exports["coreml"]]
     meta = metadata_of(result)
     assert meta["formats"] == "onnx,coreml"
+    assert meta["model_version"] == source.model_version
+    assert meta["dataset_version"] == source.dataset_version
     assert meta["onnx_sha256"] == sha256_file(exports["onnx"])
     assert meta["onnx_big_size"] + meta["onnx_small_size"] > meta["onnx_size_bytes"]
     [check] = result.get_asset_check_evaluations()
     assert check.passed, check.description
     assert "1" in check.metadata["onnx_output_shape"].value
     champion = read_champion(AzaionStorage(root_dir=str(root)).layout())
-    assert champion is not None and champion.model_version == "model-one"
+    assert champion is not None and champion.model_version == source.model_version
     pointer = read_pointer(cdn_store(stack, "downloader"), "azaion")
     assert pointer is not None and pointer.version == meta["version"]
 
 
 def test_no_secret_in_event_log_or_metadata(first_release, instance, stack):
-    result, _ = first_release
+    result = first_release[0]
     records = instance.all_logs(result.run_id)
     text = "\n".join(serialize_value(record) for record in records)
     text += json.dumps(metadata_of(result), default=str)
@@ -239,10 +267,15 @@ def test_second_release_then_rollback_job(
     first_release, instance, exports, stack_env, tmp_path, capsys
 ):
     first = read_pointer(cdn_store(stack_env, "downloader"), "azaion")
-    seed_upstream(instance, exports, "model-two")
+    other_weights = tmp_path / "other" / "best.pt"  # other bytes: another model version
+    other_weights.parent.mkdir()
+    other_weights.write_bytes(exports["weights"].read_bytes() + b"\0")
+    source = seed_upstream(instance, first_release[1], exports, other_weights)
     second = publish(instance, first_release[1])
     assert second.success
-    assert read_pointer(cdn_store(stack_env, "downloader"), "azaion").model_version == "model-two"
+    assert second.output_for_node("published_model").previous_version == first.version
+    pointer = read_pointer(cdn_store(stack_env, "downloader"), "azaion")
+    assert pointer.model_version == source.model_version != first.model_version
     rolled = rollback_job.execute_in_process(
         instance=instance, resources={"azaion_cdn": publish_resource_defs()["azaion_cdn"]}
     )

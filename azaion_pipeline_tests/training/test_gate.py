@@ -10,8 +10,10 @@ from azaion_pipeline.defs.training.assets import beats_champion, trained_model
 from azaion_pipeline.lib.champion import promote_champion, read_champion
 from azaion_pipeline.lib.evaluate import SplitMetrics, judge
 from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline_tests.seeding import seeded_instance, upstream
 
-from .conftest import seeded_instance, tiny_run_config, training_resources
+from .conftest import tiny_run_config, training_resources
 
 
 def gate_config(tolerance: float, floor: float) -> dict:
@@ -22,10 +24,12 @@ def gate_config(tolerance: float, floor: float) -> dict:
     }
 
 
-def run_gate(root: Path, trained: dict, tolerance: float, floor: float) -> dg.AssetCheckEvaluation:
-    instance = seeded_instance(trained_model=trained)
+def run_gate(
+    root: Path, trained: TrainedWeights, tolerance: float, floor: float
+) -> dg.AssetCheckEvaluation:
+    instance = seeded_instance(root, trained_model=trained)
     result = dg.materialize(
-        [trained_model, beats_champion],
+        [*upstream("training_dataset"), trained_model, beats_champion],
         selection=dg.AssetSelection.checks(beats_champion),
         instance=instance,
         resources=training_resources(root),
@@ -36,12 +40,12 @@ def run_gate(root: Path, trained: dict, tolerance: float, floor: float) -> dg.As
     return evaluation
 
 
-def promote(root: Path, trained: dict):
+def promote(root: Path, trained: TrainedWeights):
     return promote_champion(
         AzaionLayout.under(root),
-        Path(trained["weights_path"]),
-        trained["weights_sha256"],
-        trained["model_version"],
+        trained.weights_path,
+        trained.weights_sha256,
+        trained.model_version,
     )
 
 
@@ -69,11 +73,11 @@ def test_gate_fails_below_the_floor_against_a_champion(tmp_path, trained):
 @pytest.mark.slow
 def test_failing_gate_stops_exports_and_keeps_the_champion(tmp_path, dataset, trained):
     champion = promote(tmp_path, trained)
-    instance = seeded_instance(training_dataset=dataset)
+    instance = seeded_instance(tmp_path, training_dataset=dataset)
     run_config = tiny_run_config(init="champion")
     run_config["ops"].update(gate_config(0.01, 0.5)["ops"])
     result = dg.materialize(
-        [trained_model, beats_champion, onnx_model],
+        [*upstream("training_dataset"), trained_model, beats_champion, onnx_model],
         instance=instance,
         resources=training_resources(tmp_path),
         run_config=run_config,
@@ -94,7 +98,7 @@ def test_gate_fails_a_worse_candidate_against_a_better_champion(tmp_path, learne
     assert not evaluation.passed
     assert "below champion" in metadata["reason"]
     assert metadata["champion_map50_95"] > metadata["candidate_map50_95"] + 0.01
-    assert metadata["champion_model_version"] == learned["model_version"]
+    assert metadata["champion_model_version"] == learned.model_version
 
 
 @pytest.mark.slow

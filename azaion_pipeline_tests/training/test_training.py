@@ -6,7 +6,6 @@ import re
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,8 +13,10 @@ import yaml
 from azaion_pipeline.lib.champion import promote_champion
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.records import dump_record, load_record
 from azaion_pipeline.lib.train import (
     WORKER_PID,
+    TrainedWeights,
     TrainingError,
     resolve_device,
     resolve_init,
@@ -31,35 +32,42 @@ EPOCH_LINE = re.compile(
 
 @pytest.mark.slow
 def test_training_streams_epochs_and_stores_weights_by_content(training_run, dataset):
-    metadata, log = training_run
+    trained, metadata, log = training_run
     assert [m.group(1, 2) for line in log if (m := EPOCH_LINE.search(line))] == [("1", "1")]
 
-    weights = Path(metadata["weights_path"])
-    assert sha256_file(weights) == metadata["weights_sha256"]
-    assert weights.parent.name == metadata["weights_sha256"][:16]
-    assert metadata["model_version"] == metadata["weights_sha256"][:16]
-    assert metadata["dataset_version"] == dataset["dataset_version"]
-    recipe = json.loads(metadata["training_config"])
+    weights = trained.weights_path
+    assert sha256_file(weights) == trained.weights_sha256
+    assert weights.parent.name == trained.model_version == trained.weights_sha256[:16]
+    assert trained.dataset_version == dataset.version and trained.data_yaml == dataset.data_yaml
+    assert trained.class_names == dataset.class_names
+    recipe = trained.recipe
     assert recipe["model"] == "yolo11n.yaml" and recipe["epochs"] == 1 and recipe["imgsz"] == 128
     assert "optimizer" not in recipe["hyperparameters"]  # auto: run keys as before the field
     lineage = json.loads((weights.parent / "lineage.json").read_text())
-    assert lineage["dataset_version"] == dataset["dataset_version"]
+    assert lineage["dataset_version"] == dataset.version
     assert lineage["recipe"] == recipe
 
-    assert metadata["first_epoch"] == 1 and metadata["epochs_trained"] == 1
+    assert trained.first_epoch == 1 and len(trained.epochs_table) == 1
+    assert load_record(dump_record(trained), TrainedWeights) == trained  # the stored form
+    assert trained.test is not None and trained.test.images == dataset.images["test"]
+    assert 0.0 <= trained.test.map50_95 <= 1.0
+    # the UI metadata is rendered from the record
+    assert metadata["model_version"] == trained.model_version
+    assert metadata["dataset_version"] == dataset.version
+    assert json.loads(metadata["training_config"]) == recipe
     assert metadata["epochs"].count("\n") == 2  # header, separator, one epoch row
     for plot in ("results_plot", "confusion_matrix"):
         assert metadata[plot].startswith("![") and "data:image/png;base64," in metadata[plot]
-    assert metadata["test_images"] == dataset["test_images"]
-    assert 0.0 <= metadata["test_map50_95"] <= 1.0
+    assert metadata["test_images"] == dataset.images["test"]
 
 
 @pytest.mark.slow
 def test_learned_recipe_detects_through_the_pipeline(learned, learnable_dataset):
-    recipe = json.loads(learned["training_config"])
-    assert recipe["hyperparameters"]["optimizer"] == "AdamW"  # the config field reached ultralytics
-    assert learned["test_images"] == learnable_dataset["test_images"]
-    assert learned["test_map50"] > 0.3 and learned["test_map50_95"] > 0.05
+    assert (
+        learned.recipe["hyperparameters"]["optimizer"] == "AdamW"
+    )  # the field reached ultralytics
+    assert learned.test is not None and learned.test.images == learnable_dataset.images["test"]
+    assert learned.test.map50 > 0.3 and learned.test.map50_95 > 0.05
 
 
 @pytest.mark.slow
@@ -89,37 +97,37 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path, dataset):
     message = failure_text(first)
     assert "training process failed" in message and "resumes from epoch" in message
 
-    second, metadata, log = train(tmp_path, dataset, epochs=4, plots=False)
+    second, resumed, log = train(tmp_path, dataset, epochs=4, plots=False)
     assert second.success, failure_text(second)
-    assert metadata["first_epoch"] > 1
-    assert metadata["resumed_from"].endswith("last.pt")
+    assert resumed.first_epoch > 1
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "last.pt"
     epochs = [int(m.group(1)) for line in log if (m := EPOCH_LINE.search(line))]
     assert epochs and epochs[0] > 1 and epochs[-1] == 4
-    assert metadata["epochs_trained"] == 4  # results.csv holds the killed run's epochs too
+    assert len(resumed.epochs_table) == 4  # results.csv holds the killed run's epochs too
 
 
 @pytest.mark.slow
 def test_warm_start_from_champion_keeps_lineage(tmp_path, dataset, trained):
     layout = AzaionLayout.under(tmp_path)
     champion = promote_champion(
-        layout, Path(trained["weights_path"]), trained["weights_sha256"], trained["model_version"]
+        layout, trained.weights_path, trained.weights_sha256, trained.model_version
     )
-    result, metadata, _ = train(tmp_path, dataset, init="champion")
+    result, warm, _ = train(tmp_path, dataset, init="champion")
     assert result.success, failure_text(result)
-    recipe = json.loads(metadata["training_config"])
-    assert recipe["init"] == "champion"
-    assert recipe["init_sha256"] == champion.weights_sha256
-    assert metadata["weights_sha256"] != trained["weights_sha256"]
+    assert warm.recipe["init"] == "champion"
+    assert warm.recipe["init_sha256"] == champion.weights_sha256
+    assert warm.weights_sha256 != trained.weights_sha256
+    assert warm.dataset_version == dataset.version
 
 
 def test_zero_training_images_fail_before_training(tmp_path, dataset):
-    spec = yaml.safe_load(Path(dataset["data_yaml"]).read_text())
+    spec = yaml.safe_load(dataset.data_yaml.read_text())
     (tmp_path / "empty" / "images").mkdir(parents=True)
     spec.update(path=str(tmp_path), train="empty/images")
     data_yaml = tmp_path / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(spec))
 
-    result, _, _ = train(tmp_path, {**dataset, "data_yaml": str(data_yaml)})
+    result, _, _ = train(tmp_path, dataset.model_copy(update={"data_yaml": data_yaml}))
     assert not result.success
     assert "0 training images" in failure_text(result)
     assert not (tmp_path / "models" / "runs").exists()  # nothing started

@@ -5,8 +5,14 @@ from pydantic import Field
 
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.dataset.augment import MAX_VARIANTS, AugmentSettings, augment_pending
+from azaion_pipeline.lib.dataset.augment import (
+    MAX_VARIANTS,
+    AugmentedSet,
+    AugmentSettings,
+    augment_pending,
+)
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import AnnotationSet
 from azaion_pipeline.lib.dataset.versions import version_id
 
 
@@ -27,10 +33,23 @@ class AugmentedDatasetConfig(dg.Config):
     workers: int = Field(default=0, ge=0, description="Augmentation processes; 0 = every core.")
 
 
+def augmented_set_metadata(record: AugmentedSet) -> dict:
+    """What the UI shows for an AugmentedSet."""
+    return {
+        "version": record.version,
+        "annotations_version": record.annotations_version,
+        "images": record.images,
+        "augmented_now": record.augmented_now,
+        "failed": len(record.failures),
+        "failures": dg.MetadataValue.json(record.failures),
+        "output_dir": dg.MetadataValue.path(str(record.output_dir)),
+        "settings_key": record.settings_key,
+    }
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
-    deps=["raw_annotations"],
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
         "transforms, in data-processed/aug-{settings key}, named by content hash. Only "
@@ -38,19 +57,21 @@ class AugmentedDatasetConfig(dg.Config):
     ),
 )
 def augmented_dataset(
-    context: dg.AssetExecutionContext, config: AugmentedDatasetConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
-    layout = storage.layout()
+    context: dg.AssetExecutionContext,
+    config: AugmentedDatasetConfig,
+    storage: AzaionStorage,
+    raw_annotations: AnnotationSet,
+) -> dg.Output[AugmentedSet]:
     settings = AugmentSettings(
         variants=config.variants,
         min_box_size=config.min_box_size,
         min_visibility=config.min_visibility,
         jpeg_quality=config.jpeg_quality,
     )
-    with Catalogue.of(layout) as catalogue:
+    with Catalogue(raw_annotations.catalogue) as catalogue:
         report = augment_pending(
             catalogue,
-            layout.processed,
+            storage.layout().processed,
             settings,
             workers=config.workers,
             on_progress=progress_logger(context, "augmented"),
@@ -58,14 +79,16 @@ def augmented_dataset(
         version, counts = version_id(catalogue, settings.key)
     for name, error in sorted(report.failures.items()):
         context.log.warning(f"could not augment {name}: {error}")
-    return dg.MaterializeResult(
-        metadata={
-            "images": sum(counts.values()),
-            "augmented_now": report.augmented,
-            "failed": len(report.failures),
-            "failures": dg.MetadataValue.json(report.failures),
-            "output_dir": dg.MetadataValue.path(str(report.output_dir)),
-            "settings_key": settings.key,
-        },
-        data_version=dg.DataVersion(version),
+    record = AugmentedSet(
+        version=version,
+        annotations_version=raw_annotations.version,
+        catalogue=raw_annotations.catalogue,
+        settings_key=settings.key,
+        output_dir=report.output_dir,
+        images=sum(counts.values()),
+        augmented_now=report.augmented,
+        failures=report.failures,
+    )
+    return dg.Output(
+        record, metadata=augmented_set_metadata(record), data_version=dg.DataVersion(version)
     )

@@ -14,13 +14,10 @@ from azaion_pipeline.lib.dataset.annotations import (
     ValidationRules,
 )
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.ingest import ingest
+from azaion_pipeline.lib.dataset.ingest import AnnotationSet, ingest
 from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
 from azaion_pipeline.lib.dataset.split import SplitShares
 from azaion_pipeline.lib.histogram import class_histogram_markdown
-
-# The check on training_dataset compares pairs at the distance the split was made with.
-NEAR_DISTANCE_META = "near_duplicate_distance"
 
 
 class RawAnnotationsConfig(dg.Config):
@@ -58,6 +55,30 @@ class RawAnnotationsConfig(dg.Config):
         return self
 
 
+def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dict:
+    """What the UI shows for an AnnotationSet."""
+    return {
+        "version": record.version,
+        "catalogue": dg.MetadataValue.path(str(record.catalogue)),
+        "valid": record.valid,
+        "accepted_now": record.accepted_now,
+        "updated_now": record.updated_now,
+        "removed_now": record.removed_now,
+        "validated_now": record.validated_now,
+        "quarantined": record.quarantined,
+        "duplicates": record.duplicates,
+        "quarantined_by_reason": dg.MetadataValue.json(record.quarantined_by_reason),
+        "quarantine_failures": record.quarantine_failures,
+        "reasons_path": dg.MetadataValue.path(str(record.reasons_file)),
+        "excluded_near_twins": record.excluded,
+        "excluded_examples": dg.MetadataValue.json(record.excluded_examples),
+        "boxes": sum(record.boxes_per_class.values()),
+        "class_histogram": dg.MetadataValue.md(
+            class_histogram_markdown(record.boxes_per_class, names, "boxes per class")
+        ),
+    }
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "sqlite"},
@@ -69,7 +90,7 @@ class RawAnnotationsConfig(dg.Config):
 )
 def raw_annotations(
     context: dg.AssetExecutionContext, config: RawAnnotationsConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
+) -> dg.Output[AnnotationSet]:
     layout = storage.layout()
     classes = storage.classes()
     rules = ValidationRules(
@@ -86,35 +107,33 @@ def raw_annotations(
             workers=config.workers,
             on_progress=progress_logger(context, "validated"),
         )
-        with catalogue.transaction():
-            catalogue.set_meta(NEAR_DISTANCE_META, str(config.near_duplicate_distance))
-        counts = catalogue.class_counts()
-        version = catalogue.content_version()
         excluded = catalogue.excluded()
+        record = AnnotationSet(
+            version=catalogue.content_version(),
+            catalogue=catalogue.path,
+            valid=report.total,
+            accepted_now=len(report.accepted),
+            updated_now=len(report.updated),
+            removed_now=len(report.removed),
+            validated_now=report.validated_now,
+            quarantined=len(report.rejected),
+            duplicates=report.duplicates,
+            quarantined_by_reason=dict(
+                sorted(Counter(r.reason.split(":")[0] for r in report.rejected).items())
+            ),
+            quarantine_failures=len(report.quarantine_failures),
+            reasons_file=layout.corrupted / "reasons.jsonl",
+            boxes_per_class=dict(sorted(catalogue.class_counts().items())),
+            excluded=len(excluded),
+            excluded_examples=dict(list(excluded.items())[:10]),
+            near_duplicate_distance=config.near_duplicate_distance,
+        )
     for failure in report.quarantine_failures:
         context.log.warning(f"could not quarantine {failure}")
     for name, why in report.splits.excluded.items():
         context.log.warning(f"{name} left out of training: {why}")
-    by_reason = Counter(r.reason.split(":")[0] for r in report.rejected)
-    return dg.MaterializeResult(
-        metadata={
-            "catalogue": dg.MetadataValue.path(str(catalogue.path)),
-            "valid": report.total,
-            "accepted_now": len(report.accepted),
-            "updated_now": len(report.updated),
-            "removed_now": len(report.removed),
-            "validated_now": report.validated_now,
-            "quarantined": len(report.rejected),
-            "duplicates": report.duplicates,
-            "quarantined_by_reason": dg.MetadataValue.json(dict(sorted(by_reason.items()))),
-            "quarantine_failures": len(report.quarantine_failures),
-            "reasons_path": dg.MetadataValue.path(str(layout.corrupted / "reasons.jsonl")),
-            "excluded_near_twins": len(excluded),
-            "excluded_examples": dg.MetadataValue.json(dict(list(excluded.items())[:10])),
-            "boxes": sum(counts.values()),
-            "class_histogram": dg.MetadataValue.md(
-                class_histogram_markdown(Counter(counts), classes.names(), "boxes per class")
-            ),
-        },
-        data_version=dg.DataVersion(version),
+    return dg.Output(
+        record,
+        metadata=annotation_set_metadata(record, classes.names()),
+        data_version=dg.DataVersion(record.version),
     )

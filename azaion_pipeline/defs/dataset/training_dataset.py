@@ -1,16 +1,15 @@
 """training_dataset: a dataset version (split lists + data.yaml) pointing into the store."""
 
 from itertools import islice
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.dataset.augment import AugmentedSet
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.retention import version_label
-from azaion_pipeline.lib.dataset.versions import build_version
+from azaion_pipeline.lib.dataset.versions import DatasetVersion, build_version, version_label
+from azaion_pipeline.lib.files import write_atomic
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
 from azaion_pipeline.lib.plots import png_markdown
 from azaion_pipeline.lib.preview import preview_grid_png
@@ -22,10 +21,27 @@ class TrainingDatasetConfig(dg.Config):
     )
 
 
+def dataset_version_metadata(record: DatasetVersion) -> dict:
+    """What the UI shows for a DatasetVersion."""
+    metadata = {
+        "data_yaml": dg.MetadataValue.path(str(record.data_yaml)),
+        "dataset_version": record.version,
+        "version_id": record.id,
+        "augmented_version": record.augmented_version,
+        "dataset_dir": dg.MetadataValue.path(str(record.directory)),
+        **{f"{split}_images": record.images[split] for split in SPLITS},
+        "reused_existing": record.reused_existing,
+    }
+    if record.preview:
+        metadata["preview"] = dg.MetadataValue.md(
+            png_markdown(record.preview.read_bytes(), "training images")
+        )
+    return metadata
+
+
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
-    deps=["augmented_dataset"],
     description=(
         "datasets/azaion-{date}-{id}: train.txt/valid.txt/test.txt + data.yaml (nc 80) over "
         "the augmented store, a constant handful of files per version. The id hashes the "
@@ -33,34 +49,46 @@ class TrainingDatasetConfig(dg.Config):
     ),
 )
 def training_dataset(
-    context: dg.AssetExecutionContext, config: TrainingDatasetConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext,
+    config: TrainingDatasetConfig,
+    storage: AzaionStorage,
+    augmented_dataset: AugmentedSet,
+) -> dg.Output[DatasetVersion]:
     layout = storage.layout()
     classes = storage.classes()
-    augmented = upstream_metadata(context, "augmented_dataset")
-    store = Path(augmented["output_dir"])
-    with Catalogue.of(layout) as catalogue:
+    store = augmented_dataset.output_dir
+    with Catalogue(augmented_dataset.catalogue) as catalogue:
         built = build_version(
-            catalogue, layout, store, augmented["settings_key"], classes.model_names()
+            catalogue, layout, store, augmented_dataset.settings_key, classes.model_names()
         )
         # Consecutive rows: a few sources, each with its original and variants.
-        rows = islice(catalogue.split_entries(augmented["settings_key"], "train"), 36)
+        rows = islice(catalogue.split_entries(augmented_dataset.settings_key, "train"), 36)
         samples = [(store / IMAGES / o.image, store / LABELS / o.label) for o in rows]
     preview = preview_grid_png(
         samples[: config.preview_images],
         classes.model_names(),
         {i: classes.color(i) for i in classes.valid_ids()},
     )
-    metadata = {
-        "data_yaml": dg.MetadataValue.path(str(built.data_yaml)),
-        "dataset_version": version_label(built.name),
-        "version_id": built.id,
-        "dataset_dir": dg.MetadataValue.path(str(built.directory)),
-        **{f"{split}_images": built.images[split] for split in SPLITS},
-        "reused_existing": built.reused,
-    }
+    preview_path = None
     if preview:
-        metadata["preview"] = dg.MetadataValue.md(png_markdown(preview, "training images"))
-    return dg.MaterializeResult(
-        metadata=metadata, data_version=dg.DataVersion(version_label(built.name))
+        preview_path = built.directory / "preview.png"
+        if not preview_path.exists():
+            write_atomic(preview_path, preview)
+    record = DatasetVersion(
+        version=version_label(built.name),
+        id=built.id,
+        directory=built.directory,
+        data_yaml=built.data_yaml,
+        augmented_version=augmented_dataset.version,
+        catalogue=augmented_dataset.catalogue,
+        settings_key=augmented_dataset.settings_key,
+        class_names=classes.model_names(),
+        images=built.images,
+        reused_existing=built.reused,
+        preview=preview_path,
+    )
+    return dg.Output(
+        record,
+        metadata=dataset_version_metadata(record),
+        data_version=dg.DataVersion(record.version),
     )

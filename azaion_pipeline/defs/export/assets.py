@@ -6,11 +6,12 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.export import (
     COREML_RUNTIME_NOTE,
     ExportedFile,
+    ExportedModel,
+    TensorrtExport,
     export_coreml,
     export_onnx,
     export_tensorrt,
@@ -18,6 +19,7 @@ from azaion_pipeline.lib.export import (
     tensorrt_unavailable_reason,
 )
 from azaion_pipeline.lib.parity import check_parity
+from azaion_pipeline.lib.train import TrainedWeights
 
 
 class ExportConfig(dg.Config):
@@ -34,22 +36,40 @@ class ParityConfig(dg.Config):
     max_images: int = Field(default=200, ge=1, description="valid+test images compared.")
 
 
-def _export_result(
-    exported: ExportedFile, model: dict, imgsz: int, extra: dict | None = None
-) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(str(exported.path)),
-            "sha256": exported.sha256,
-            "size_bytes": exported.size_bytes,
-            "model_version": model["model_version"],
-            "dataset_version": model["dataset_version"],
-            "imgsz": imgsz,
-            "format": exported.format,
-            "export_seconds": round(exported.seconds, 2),
-            **(extra or {}),
-        },
-        data_version=dg.DataVersion(exported.sha256),
+def exported_model_metadata(record: ExportedModel) -> dict:
+    """What the UI shows for an ExportedModel."""
+    return {
+        "path": dg.MetadataValue.path(str(record.file.path)),
+        "sha256": record.file.sha256,
+        "size_bytes": record.file.size_bytes,
+        "format": record.file.format,
+        "export_seconds": round(record.file.seconds, 2),
+        "model_version": record.model_version,
+        "dataset_version": record.dataset_version,
+        "imgsz": record.imgsz,
+        "conf": record.conf,
+        "iou": record.iou,
+        "max_batch": record.max_batch,
+    }
+
+
+def _record(file: ExportedFile, config: ExportConfig, source: TrainedWeights) -> ExportedModel:
+    return ExportedModel(
+        file=file,
+        imgsz=_imgsz(config, source),
+        conf=config.conf,
+        iou=config.iou,
+        max_batch=config.max_batch,
+        source=source,
+    )
+
+
+def _output(
+    file: ExportedFile, config: ExportConfig, source: TrainedWeights
+) -> dg.Output[ExportedModel]:
+    record = _record(file, config, source)
+    return dg.Output(
+        record, metadata=exported_model_metadata(record), data_version=dg.DataVersion(file.sha256)
     )
 
 
@@ -57,105 +77,120 @@ def _exports_root(storage: AzaionStorage) -> Path:
     return storage.layout().models / "exports"
 
 
-def _source(context: dg.AssetExecutionContext, config: ExportConfig) -> tuple[dict, Path, int]:
-    """trained_model's metadata, its weights and the export input size."""
-    model = upstream_metadata(context, "trained_model")
-    return model, Path(model["weights_path"]), config.imgsz or int(model["imgsz"])
+def _imgsz(config: ExportConfig, source: TrainedWeights) -> int:
+    return config.imgsz or source.imgsz
 
 
 @dg.asset(
     group_name="export",
     kinds={"onnx"},
-    deps=["trained_model"],
     description="ONNX with NMS inside, dynamic batch 1..max_batch, class names in metadata.",
 )
 def onnx_model(
-    context: dg.AssetExecutionContext, config: ExportConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
-    model, weights, imgsz = _source(context, config)
+    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+) -> dg.Output[ExportedModel]:
     exported = export_onnx(
-        weights,
-        imgsz,
+        trained_model.weights_path,
+        _imgsz(config, trained_model),
         _exports_root(storage),
         max_batch=config.max_batch,
         conf=config.conf,
         iou=config.iou,
         extra_metadata={
-            "model_version": str(model["model_version"]),
-            "dataset_version": str(model["dataset_version"]),
+            "model_version": trained_model.model_version,
+            "dataset_version": trained_model.dataset_version,
         },
     )
-    return _export_result(
-        exported, model, imgsz, {"max_batch": config.max_batch, "conf": config.conf}
-    )
+    return _output(exported, config, trained_model)
 
 
 @dg.asset(
     group_name="export",
     kinds={"coreml"},
-    deps=["trained_model"],
     description="CoreML .mlpackage (NMS inside) zipped into one file for transport.",
 )
 def coreml_model(
-    context: dg.AssetExecutionContext, config: ExportConfig, storage: AzaionStorage
-) -> dg.MaterializeResult:
-    model, weights, imgsz = _source(context, config)
-    exported = export_coreml(weights, imgsz, _exports_root(storage), config.conf, config.iou)
-    return _export_result(exported, model, imgsz)
+    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+) -> dg.Output[ExportedModel]:
+    exported = export_coreml(
+        trained_model.weights_path,
+        _imgsz(config, trained_model),
+        _exports_root(storage),
+        config.conf,
+        config.iou,
+    )
+    return _output(exported, config, trained_model)
 
 
 @dg.asset(
     group_name="export",
     kinds={"tensorrt"},
-    deps=["trained_model"],
-    output_required=False,
-    description="TensorRT engine for this machine's GPU; skipped (not failed) without CUDA.",
+    description=(
+        "TensorRT engine for this machine's GPU. Without CUDA the record says why no engine "
+        "was built (not a failure), and published_model goes on without one."
+    ),
 )
-def tensorrt_model(context: dg.AssetExecutionContext, config: ExportConfig, storage: AzaionStorage):
+def tensorrt_model(
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    storage: AzaionStorage,
+    trained_model: TrainedWeights,
+) -> dg.Output[TensorrtExport]:
     reason = tensorrt_unavailable_reason()
     if reason:
         context.log.warning(f"tensorrt_model skipped: {reason}")
-        context.log_event(
-            dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped_reason": reason})
+        record = TensorrtExport(engine=None, skipped_reason=reason)
+        return dg.Output(
+            record,
+            metadata={"skipped_reason": reason, "model_version": trained_model.model_version},
+            data_version=dg.DataVersion(f"none-{trained_model.model_version}"),
         )
-        return
-    model, weights, imgsz = _source(context, config)
     exported = export_tensorrt(
-        weights, imgsz, _exports_root(storage), config.max_batch, config.conf
+        trained_model.weights_path,
+        _imgsz(config, trained_model),
+        _exports_root(storage),
+        config.max_batch,
+        config.conf,
+        config.iou,
     )
-    yield _export_result(exported, model, imgsz, {"max_batch": config.max_batch})
+    engine = _record(exported, config, trained_model)
+    return dg.Output(
+        TensorrtExport(engine=engine),
+        metadata=exported_model_metadata(engine),
+        data_version=dg.DataVersion(exported.sha256),
+    )
 
 
 @dg.asset_check(
-    asset="onnx_model",
+    asset=onnx_model,
     blocking=True,
     description=(
         "onnxruntime vs PyTorch on the valid+test images: mAP50-95 within tolerance and "
         "every box matched by a same-class box with IoU ≥ min_iou."
     ),
 )
-def onnx_matches_pytorch(
-    context: dg.AssetCheckExecutionContext, config: ParityConfig
-) -> dg.AssetCheckResult:
-    exported = upstream_metadata(context, "onnx_model")
-    model = upstream_metadata(context, "trained_model")
+def onnx_matches_pytorch(config: ParityConfig, onnx_model: ExportedModel) -> dg.AssetCheckResult:
+    # The export's own thresholds, so both sides filter and suppress boxes the same way.
     report = check_parity(
-        onnx_path=Path(exported["path"]),
-        weights=Path(model["weights_path"]),
-        data_yaml=Path(model["data_yaml"]),
-        imgsz=int(exported["imgsz"]),
-        conf=float(exported.get("conf", 0.25)),
+        onnx_path=onnx_model.file.path,
+        weights=onnx_model.source.weights_path,
+        data_yaml=onnx_model.source.data_yaml,
+        imgsz=onnx_model.imgsz,
+        conf=onnx_model.conf,
+        iou=onnx_model.iou,
         map_tolerance=config.map_tolerance,
         min_iou=config.min_iou,
         min_matched=config.min_matched,
         max_images=config.max_images,
-        batch=int(exported.get("max_batch", 8)),
+        batch=onnx_model.max_batch,
     )
     return dg.AssetCheckResult(
         passed=report.passed,
         metadata={
             "reason": report.reason,
             "images": report.images,
+            "conf": onnx_model.conf,
+            "iou": onnx_model.iou,
             "pytorch_map50_95": report.pytorch_map50_95,
             "onnx_map50_95": report.onnx_map50_95,
             "pytorch_boxes": report.pytorch_boxes,
@@ -167,16 +202,12 @@ def onnx_matches_pytorch(
 
 
 @dg.asset_check(
-    asset="coreml_model",
+    asset=coreml_model,
     description="The zipped package loads as a CoreML spec; input size and class labels match.",
 )
-def coreml_spec_matches(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    from ultralytics import YOLO
-
-    exported = upstream_metadata(context, "coreml_model")
-    model = upstream_metadata(context, "trained_model")
-    names = list(YOLO(model["weights_path"]).names.values())
-    inspection = inspect_coreml(Path(exported["path"]), int(exported["imgsz"]), names)
+def coreml_spec_matches(coreml_model: ExportedModel) -> dg.AssetCheckResult:
+    names = [coreml_model.source.class_names[i] for i in sorted(coreml_model.source.class_names)]
+    inspection = inspect_coreml(coreml_model.file.path, coreml_model.imgsz, names)
     return dg.AssetCheckResult(
         passed=inspection.passed,
         metadata={

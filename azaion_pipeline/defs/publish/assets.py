@@ -6,24 +6,19 @@ from typing import Any
 
 import dagster as dg
 
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.publish.resources import AzaionApi, AzaionCdn, PublishKeys
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.api_client import ApiError
 from azaion_pipeline.lib.cdn import CdnError
 from azaion_pipeline.lib.champion import promote_champion
-from azaion_pipeline.lib.distribution import Artifact, IntegrityError, read_pointer
+from azaion_pipeline.lib.distribution import IntegrityError, Release, read_pointer
+from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
+from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.release_manifest import ManifestError
 from azaion_pipeline.lib.roundtrip import verify_release
 
 PUBLISH_ERRORS = (ApiError, CdnError, IntegrityError, ManifestError, OSError, ValueError)
-# Export asset → (format label, the file name clients ask for). TensorRT keeps its GPU-specific name.
-EXPORTS = {
-    "onnx_model": ("onnx", "azaion.onnx"),
-    "coreml_model": ("coreml", "azaion.mlpackage.zip"),
-    "tensorrt_model": ("tensorrt", None),
-}
 
 
 class PublishConfig(dg.Config):
@@ -32,32 +27,55 @@ class PublishConfig(dg.Config):
     small_size_kb: int = 3
 
 
-def _latest(context, asset_key: str) -> dict[str, Any] | None:
-    try:
-        return upstream_metadata(context, asset_key)
-    except dg.Failure:
-        return None
+def release_metadata(record: Release) -> dict[str, Any]:
+    """What the UI shows for a Release: lineage, and per format its file and where its parts are."""
+    source = record.source
+    metadata: dict[str, Any] = {
+        "version": record.version,
+        "model_name": record.model_name,
+        "prefix": record.prefix,
+        "model_version": source.model_version,
+        "dataset_version": source.dataset_version,
+        "previous_version": record.previous_version or "",
+        "pointer_uri": record.pointer_uri,
+        "formats": ",".join(a.manifest.format for a in record.artifacts),
+    }
+    for item in record.artifacts:
+        m, fmt = item.manifest, item.manifest.format
+        metadata |= {
+            f"{fmt}_file_name": m.file_name,
+            f"{fmt}_imgsz": item.export.imgsz,
+            f"{fmt}_sha256": m.plaintext.sha256,
+            f"{fmt}_size_bytes": m.plaintext.size,
+            f"{fmt}_big_uri": item.big_uri,
+            f"{fmt}_big_size": m.big.size,
+            f"{fmt}_big_sha256": m.big.sha256,
+            f"{fmt}_small_uri": item.small_uri,
+            f"{fmt}_small_size": m.small.size,
+            f"{fmt}_small_sha256": m.small.sha256,
+            f"{fmt}_manifest_uri": item.manifest_uri,
+        }
+    return metadata
 
 
-def _exports(context: dg.AssetExecutionContext, model_version: str) -> list[Artifact]:
-    """ONNX is required; CoreML and TensorRT are added when their latest export is of this model."""
-    artifacts = []
-    for asset_key, (fmt, file_name) in EXPORTS.items():
-        meta = (
-            upstream_metadata(context, asset_key) if fmt == "onnx" else _latest(context, asset_key)
-        )
-        if meta is None or meta.get("model_version") != model_version:
-            context.log.info(f"not publishing {asset_key}: no export of model {model_version}")
+def _exports_of_one_model(
+    context: dg.AssetExecutionContext,
+    onnx: ExportedModel,
+    optional: dict[str, ExportedModel | None],
+) -> list[ExportedModel]:
+    """ONNX decides the model; another export joins only when it was made from the same weights."""
+    exports = [onnx]
+    for name, export in optional.items():
+        if export is None or export.model_version != onnx.model_version:
+            context.log.info(f"not publishing {name}: no export of model {onnx.model_version}")
             continue
-        path = Path(meta["path"])
-        artifacts.append(Artifact(fmt, path, file_name or path.name))
-    return artifacts
+        exports.append(export)
+    return exports
 
 
 @dg.asset(
     group_name="publish",
     kinds={"s3", "python"},
-    deps=["trained_model", "onnx_model", "coreml_model"],
     description=(
         "Every available export of the trained model, encrypted Azaion-style, split into .small "
         "(API) and .big (CDN), with a signed manifest; the 'current' pointer moves last."
@@ -70,15 +88,14 @@ def published_model(
     azaion_cdn: AzaionCdn,
     publish_keys: PublishKeys,
     storage: AzaionStorage,
-) -> dg.MaterializeResult:
-    trained = upstream_metadata(context, "trained_model")
-    onnx = upstream_metadata(context, "onnx_model")
-    if onnx.get("model_version") != trained["model_version"]:
-        raise dg.Failure(
-            description=f"onnx_model was exported from model {onnx.get('model_version')}, but "
-            f"trained_model is {trained['model_version']}: materialize onnx_model first."
-        )
-    artifacts = _exports(context, trained["model_version"])
+    onnx_model: ExportedModel,
+    coreml_model: ExportedModel,
+    tensorrt_model: TensorrtExport,
+) -> dg.Output[Release]:
+    source = onnx_model.source
+    exports = _exports_of_one_model(
+        context, onnx_model, {"coreml_model": coreml_model, "tensorrt_model": tensorrt_model.engine}
+    )
     previous = None
     try:
         previous = read_pointer(azaion_cdn.upload_store(), config.model_name, config.prefix)
@@ -86,70 +103,50 @@ def published_model(
             release = azaion_api.upload_big_small(
                 azaion_cdn,
                 publish_keys,
-                artifacts,
+                exports,
                 Path(workdir),
                 model_name=config.model_name,
-                model_version=trained["model_version"],
-                dataset_version=trained.get("dataset_version"),
-                metrics={"test_map50_95": float(trained.get("test_map50_95", 0.0))},
                 prefix=config.prefix,
                 small_size_kb=config.small_size_kb,
+                previous_version=previous.version if previous else None,
             )
     except PUBLISH_ERRORS as exc:
         kept = previous.version if previous else "no release"
         raise dg.Failure(
-            description=f"publishing model {trained['model_version']} failed: {exc}. "
+            description=f"publishing model {source.model_version} failed: {exc}. "
             f"The pointer did not move; {kept} stays current."
         ) from exc
 
     # Only now, with the pointer moved, is this model the one edge devices load.
     promote_champion(
         storage.layout(),
-        Path(trained["weights_path"]),
-        weights_sha256=trained["weights_sha256"],
-        model_version=trained["model_version"],
-        dataset_version=trained.get("dataset_version"),
-        metrics={"test_map50_95": trained.get("test_map50_95", 0.0)},
+        source.weights_path,
+        weights_sha256=source.weights_sha256,
+        model_version=source.model_version,
+        dataset_version=source.dataset_version,
+        metrics={"test_map50_95": source.test.map50_95 if source.test else 0.0},
     )
-    metadata: dict[str, Any] = {
-        "version": release.version,
-        "model_name": config.model_name,
-        "prefix": config.prefix,
-        "model_version": trained["model_version"],
-        "dataset_version": str(trained.get("dataset_version")),
-        "previous_version": previous.version if previous else "",
-        "pointer_uri": release.pointer_uri,
-        "formats": ",".join(a.manifest.format for a in release.artifacts),
-        "imgsz": int(onnx.get("imgsz", 640)),
-    }
-    for item in release.artifacts:
-        m, fmt = item.manifest, item.manifest.format
-        metadata |= {
-            f"{fmt}_file_name": m.file_name,
-            f"{fmt}_sha256": m.plaintext.sha256,
-            f"{fmt}_size_bytes": m.plaintext.size,
-            f"{fmt}_big_uri": item.big_uri,
-            f"{fmt}_big_size": m.big.size,
-            f"{fmt}_big_sha256": m.big.sha256,
-            f"{fmt}_small_uri": item.small_uri,
-            f"{fmt}_small_size": m.small.size,
-            f"{fmt}_small_sha256": m.small.sha256,
-            f"{fmt}_manifest_uri": item.manifest_uri,
-        }
     hashes = sorted(
         f"{a.manifest.file_name}:{a.manifest.plaintext.sha256}" for a in release.artifacts
     )
-    return dg.MaterializeResult(
-        metadata=metadata, data_version=dg.DataVersion(sha256_text(hashes)[:16])
+    return dg.Output(
+        release,
+        metadata=release_metadata(release),
+        data_version=dg.DataVersion(sha256_text(hashes)[:16]),
     )
 
 
-def _sample_image(context) -> Path | None:
-    dataset = _latest(context, "training_dataset")
-    if not dataset or not dataset.get("dataset_dir"):
+def _sample_image(data_yaml: Path) -> Path | None:
+    """An image of the dataset the model was trained on, to run the decrypted ONNX once."""
+    if not data_yaml.is_file():  # the dataset was cleaned up since: a grey image will do
         return None
-    for split in ("test", "valid", "train"):
-        images = sorted((Path(dataset["dataset_dir"]) / split / "images").glob("*.jpg"))
+    for split in ("test", "val", "train"):
+        folder = split_images_dir(data_yaml, split)
+        images = (
+            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if folder.is_dir()
+            else []
+        )
         if images:
             return images[0]
     return None
@@ -163,30 +160,26 @@ def _sample_image(context) -> Path | None:
     ),
 )
 def roundtrip_ok(
-    context: dg.AssetCheckExecutionContext,
     azaion_api: AzaionApi,
     azaion_cdn: AzaionCdn,
     publish_keys: PublishKeys,
+    published_model: Release,
 ) -> dg.AssetCheckResult:
-    published = upstream_metadata(context, "published_model")
-    formats = published["formats"].split(",")
-    export_hashes = {
-        published[f"{fmt}_file_name"]: (_latest(context, asset) or {}).get("sha256", "")
-        for asset, (fmt, _) in EXPORTS.items()
-        if fmt in formats
-    }
+    release = published_model
+    export_hashes = {a.manifest.file_name: a.export.file.sha256 for a in release.artifacts}
+    onnx = next(a.export for a in release.artifacts if a.manifest.format == "onnx")
     try:
         results = verify_release(
             azaion_api.client(),
             azaion_cdn.download_store(),
-            model_name=published["model_name"],
-            version=published["version"],
+            model_name=release.model_name,
+            version=release.version,
             expected_sha256=export_hashes,
             model_secret=publish_keys.model_key,
             public_key=publish_keys.public_key(),
-            imgsz=int(published["imgsz"]),
-            image=_sample_image(context),
-            prefix=published["prefix"],
+            imgsz=onnx.imgsz,
+            image=_sample_image(release.source.data_yaml),
+            prefix=release.prefix,
         )
     except PUBLISH_ERRORS as exc:
         return dg.AssetCheckResult(passed=False, description=f"roundtrip failed: {exc}")

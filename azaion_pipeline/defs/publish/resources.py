@@ -11,12 +11,8 @@ from pydantic import PrivateAttr
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import MIB, CdnStore
-from azaion_pipeline.lib.distribution import (
-    Artifact,
-    Release,
-    fetch_artifact,
-    publish_release,
-)
+from azaion_pipeline.lib.distribution import Release, fetch_artifact, publish_release
+from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.release_manifest import ArtifactManifest, public_key_text
 
 
@@ -93,13 +89,18 @@ class AzaionApi(dg.ConfigurableResource):
         return self.client().load_bytes(folder, filename, hardware)
 
     def upload_big_small(
-        self, cdn: AzaionCdn, keys: PublishKeys, artifacts: list[Artifact], workdir: Path, **release
+        self,
+        cdn: AzaionCdn,
+        keys: PublishKeys,
+        exports: list[ExportedModel],
+        workdir: Path,
+        **release,
     ) -> Release:
         """Encrypt, split, ``.big`` to the CDN, ``.small`` here, manifests, then the pointer."""
         return publish_release(
             self.client(),
             cdn.upload_store(),
-            artifacts,
+            exports,
             model_secret=keys.model_key,
             signing_key=keys.signing_key,
             workdir=workdir,

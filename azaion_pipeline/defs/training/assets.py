@@ -1,20 +1,66 @@
 """trained_model: YOLO training in a child process, and the promotion gate."""
 
+import json
+
 import dagster as dg
 
-from azaion_pipeline.defs.lineage import upstream_metadata
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.resources import GateConfig, TrainingConfig, YoloTrainer
 from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.evaluate import gate
-from azaion_pipeline.lib.train import TrainingError, describe_failure, preflight, resolve_device
+from azaion_pipeline.lib.plots import png_markdown
+from azaion_pipeline.lib.train import (
+    TrainedWeights,
+    TrainingError,
+    describe_failure,
+    epochs_markdown,
+    preflight,
+    resolve_device,
+)
+
+
+def trained_weights_metadata(record: TrainedWeights) -> dict:
+    """What the UI shows for TrainedWeights: lineage, the per-epoch table, test scores, plots."""
+    test = record.test
+    metadata = {
+        "weights_path": dg.MetadataValue.path(str(record.weights_path)),
+        "weights_sha256": record.weights_sha256,
+        "model_version": record.model_version,
+        "dataset_version": record.dataset_version,
+        "data_yaml": dg.MetadataValue.path(str(record.data_yaml)),
+        "imgsz": record.imgsz,
+        "training_config": json.dumps(record.recipe, sort_keys=True),
+        "run_dir": dg.MetadataValue.path(str(record.run_dir)),
+        "first_epoch": record.first_epoch,
+        "epochs_trained": len(record.epochs_table),
+        "resumed_from": str(record.resumed_from or ""),
+        "train_seconds": round(record.seconds, 2),
+        "test_map50_95": test.map50_95 if test else 0.0,
+        "epochs": dg.MetadataValue.md(epochs_markdown(record.epochs_table)),
+    }
+    if test:
+        metadata.update(
+            test_images=test.images,
+            test_precision=test.precision,
+            test_recall=test.recall,
+            test_map50=test.map50,
+        )
+    if record.results_plot:
+        metadata["results_plot"] = dg.MetadataValue.md(
+            png_markdown(record.results_plot, "training results")
+        )
+    if record.confusion_matrix_plot:
+        metadata["confusion_matrix"] = dg.MetadataValue.md(
+            png_markdown(record.confusion_matrix_plot, "confusion matrix (test split)")
+        )
+    return metadata
 
 
 @dg.asset(
     group_name="training",
     kinds={"pytorch", "yolo"},
     pool="gpu",
-    deps=["training_dataset"],
     description=(
         "YOLO weights trained on training_dataset in a child process (Dagster Pipes). "
         "Resumes a run that died; warm-starts from the champion on request."
@@ -26,10 +72,10 @@ def trained_model(
     storage: AzaionStorage,
     yolo_trainer: YoloTrainer,
     training_pipes_client: dg.PipesSubprocessClient,
-) -> dg.MaterializeResult:
-    dataset = upstream_metadata(context, "training_dataset")
+    training_dataset: DatasetVersion,
+) -> dg.Output[TrainedWeights]:
     try:
-        request = yolo_trainer.request(config, dataset, storage.layout())
+        request = yolo_trainer.request(config, training_dataset, storage.layout())
         device = preflight(request)
     except TrainingError as exc:
         raise dg.Failure(description=str(exc)) from exc
@@ -44,11 +90,19 @@ def trained_model(
         )
     except Exception as exc:  # the child crashed or was killed: say what survives
         raise dg.Failure(description=describe_failure(request, exc)) from exc
-    return invocation.get_materialize_result()
+    messages = invocation.get_custom_messages()
+    if not messages:
+        raise dg.Failure(description="the training process ended without reporting its weights")
+    record = TrainedWeights.model_validate(messages[-1])
+    return dg.Output(
+        record,
+        metadata=trained_weights_metadata(record),
+        data_version=dg.DataVersion(record.weights_sha256),
+    )
 
 
 @dg.asset_check(
-    asset="trained_model",
+    asset=trained_model,
     blocking=True,
     description=(
         "Candidate vs the current champion on the same test split: passes when its mAP50-95 "
@@ -56,25 +110,24 @@ def trained_model(
     ),
 )
 def beats_champion(
-    context: dg.AssetCheckExecutionContext,
     config: GateConfig,
     storage: AzaionStorage,
     yolo_trainer: YoloTrainer,
+    trained_model: TrainedWeights,
 ) -> dg.AssetCheckResult:
-    model = upstream_metadata(context, "trained_model")
     champion = read_champion(storage.layout())
     verdict = gate(
-        candidate_weights=model["weights_path"],
+        candidate_weights=trained_model.weights_path,
         champion_weights=champion.weights if champion else None,
-        data_yaml=model["data_yaml"],
-        imgsz=int(model["imgsz"]),
+        data_yaml=trained_model.data_yaml,
+        imgsz=trained_model.imgsz,
         device=resolve_device(yolo_trainer.device),
         tolerance=config.tolerance,
         floor=config.floor,
     )
     metadata = {
         "reason": verdict.reason,
-        "candidate_model_version": model["model_version"],
+        "candidate_model_version": trained_model.model_version,
         "candidate_map50_95": verdict.candidate.map50_95 if verdict.candidate else 0.0,
         "tolerance": verdict.tolerance,
         "floor": verdict.floor,

@@ -3,12 +3,12 @@
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.train import TrainingRequest, resolve_base_model, resolve_init
 
@@ -69,7 +69,7 @@ class YoloTrainer(dg.ConfigurableResource):
     )
 
     def request(
-        self, config: TrainingConfig, dataset: dict[str, Any], layout: AzaionLayout
+        self, config: TrainingConfig, dataset: DatasetVersion, layout: AzaionLayout
     ) -> TrainingRequest:
         champion = read_champion(layout)
         init_weights, init_sha256 = resolve_init(
@@ -77,8 +77,8 @@ class YoloTrainer(dg.ConfigurableResource):
         )
         base_dir = Path(self.base_models_dir) if self.base_models_dir else None
         return TrainingRequest(
-            data_yaml=Path(dataset["data_yaml"]),
-            dataset_version=str(dataset["dataset_version"]),
+            data_yaml=dataset.data_yaml,
+            dataset_version=dataset.version,
             models_dir=layout.models,
             model=resolve_base_model(config.model, base_dir),
             init=config.init,

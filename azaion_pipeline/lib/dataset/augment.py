@@ -23,10 +23,24 @@ from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS
 from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.records import Record
 
 # Bump when the transform list below changes: it is part of the output folder's key.
 TRANSFORMS_REVISION = "azaion-v2"
 MAX_VARIANTS = 7
+
+
+class AugmentedSet(Record):
+    """augmented_dataset's output: the store of one settings key, as the catalogue lists it."""
+
+    version: str  # the dataset version id the catalogue's split lists give now
+    annotations_version: str  # the AnnotationSet this was made from
+    catalogue: Path
+    settings_key: str
+    output_dir: Path
+    images: int  # images in the three split lists
+    augmented_now: int
+    failures: dict[str, str]
 
 
 @dataclass(frozen=True)

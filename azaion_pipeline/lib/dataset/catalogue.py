@@ -27,6 +27,8 @@ CATALOGUE_FILE = "catalogue.sqlite"
 # entry added then removed leaves no trace).
 LIST_SUM_MODULUS = 1 << 256
 EXCLUDED = "excluded"
+# meta key: the pHash distance the last ingest grouped splits at (what the check uses).
+NEAR_DISTANCE = "near_duplicate_distance"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

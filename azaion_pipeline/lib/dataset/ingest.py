@@ -28,16 +28,38 @@ from azaion_pipeline.lib.dataset.annotations import (
     stat_key,
     validate_candidate,
 )
-from azaion_pipeline.lib.dataset.catalogue import Accepted, Catalogue
+from azaion_pipeline.lib.dataset.catalogue import NEAR_DISTANCE, Accepted, Catalogue
 from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
 from azaion_pipeline.lib.dataset.provenance import read_media_name
 from azaion_pipeline.lib.dataset.quarantine import quarantine
 from azaion_pipeline.lib.dataset.split import SplitReport, SplitShares, assign_splits
 from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
 from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.records import Record
 
 DATA, SEED = "data", "data-seed"
 COMMIT_EVERY = 500
+
+
+class AnnotationSet(Record):
+    """raw_annotations' output: the catalogue after this run, and what the run did."""
+
+    version: str  # hash over every accepted name and content
+    catalogue: Path
+    valid: int
+    accepted_now: int
+    updated_now: int
+    removed_now: int
+    validated_now: int
+    quarantined: int
+    duplicates: int
+    quarantined_by_reason: dict[str, int]
+    quarantine_failures: int
+    reasons_file: Path
+    boxes_per_class: dict[int, int]
+    excluded: int  # near-twins of two splits, left out of training
+    excluded_examples: dict[str, str]
+    near_duplicate_distance: int  # the pHash distance splits were grouped at
 
 
 @dataclass
@@ -207,6 +229,7 @@ def ingest(
         report.splits = assign_splits(
             catalogue, catalogue.unassigned(), shares or SplitShares(), max_distance, run
         )
+        catalogue.set_meta(NEAR_DISTANCE, str(max_distance))
     report.total = catalogue.count()
     return report
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.versions import read_list
+from azaion_pipeline.lib.dataset.versions import read_list, version_label
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
 
 STORE_PREFIX = "aug-"
@@ -28,11 +28,6 @@ class RetentionReport:
     removed_settings: list[str] = field(default_factory=list)
     removed_files: int = 0
     bytes_freed: int = 0
-
-
-def version_label(name: str) -> str:
-    """The dataset version as models record it (the folder name without ``azaion-``)."""
-    return name.removeprefix("azaion-")
 
 
 def _tree_bytes(path: Path) -> int:

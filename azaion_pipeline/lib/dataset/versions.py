@@ -29,10 +29,27 @@ import yaml
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
+from azaion_pipeline.lib.records import Record
 
 DATA_YAML = "data.yaml"
 # ultralytics calls the validation split "val"; Azaion's list is valid.txt.
 YAML_KEYS = {"train": "train", "valid": "val", "test": "test"}
+
+
+class DatasetVersion(Record):
+    """training_dataset's output: one dataset version, what training reads (data.yaml)."""
+
+    version: str  # as models record it: {date}-{id}
+    id: str  # hash of the three split lists
+    directory: Path
+    data_yaml: Path
+    augmented_version: str  # the AugmentedSet this was listed from
+    catalogue: Path
+    settings_key: str
+    class_names: dict[int, str]  # the nc=80 names written into data.yaml
+    images: dict[str, int]  # per split
+    reused_existing: bool
+    preview: Path | None  # a PNG grid of training images with their boxes
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,11 @@ class BuiltVersion:
     data_yaml: Path
     images: dict[str, int]
     reused: bool
+
+
+def version_label(name: str) -> str:
+    """The dataset version as models record it (the folder name without ``azaion-``)."""
+    return name.removeprefix("azaion-")
 
 
 def version_id(catalogue: Catalogue, settings_key: str) -> tuple[str, dict[str, int]]:
