@@ -92,10 +92,15 @@ def prepare_labels_caches(data_yaml: Path) -> list[Path]:
     if "azaion_catalogue" not in spec:
         return []
     written = []
-    version_dir = Path(data_yaml).parent.resolve()
+    version_dir = Path(spec.get("path") or Path(data_yaml).parent).resolve()
     with Catalogue(Path(spec["azaion_catalogue"])) as catalogue:
         for split in SPLITS:
-            listed = read_list(version_dir, split) if spec.get(YAML_KEYS[split]) else []
+            listing = spec.get(YAML_KEYS[split])
+            listed = (
+                read_list(version_dir, split)
+                if listing and (version_dir / listing).is_file()
+                else []
+            )
             entries = [
                 LabelEntry(o.image, o.width, o.height, o.label_text)
                 for o in catalogue.outputs_named(spec["azaion_settings_key"], listed)
