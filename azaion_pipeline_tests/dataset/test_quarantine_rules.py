@@ -145,3 +145,15 @@ def test_a_symlink_is_quarantined_and_its_target_never_linked(harness, layout, t
     assert any(p.is_symlink() for p in moved)  # the link itself moved; the target stays
     target = outside / linked / f"target{suffix}"
     assert target.exists() and target.stat().st_nlink == 1
+
+
+def test_an_incumbent_that_breaks_keeps_no_copy_out(harness, layout):
+    put(layout.data, "m-incumbent", jpeg(13))
+    harness.ingest()[0].close()
+    (layout.data / "labels" / "m-incumbent.txt").write_text("0 1.5 0.5 0.2 0.2\n")  # broken edit
+    put(layout.data, "z-copy", jpeg(13))
+    catalogue, report = harness.ingest()
+    with catalogue:
+        assert [a.name for a in catalogue.iter_annotations()] == ["z-copy"]
+    assert reasons(layout)["m-incumbent"]["reason"] == Reason.COORDS_OUT_OF_RANGE
+    assert report.accepted == ["z-copy"]

@@ -249,12 +249,16 @@ def _resolve(
     duplicates of an accepted or earlier pair included); ``outcomes`` in trust order."""
     accepted, rejected = [], []
     first_of_image: dict[str, Checked] = {}
+    # An incumbent failing validation in this chunk is leaving: it keeps nobody out.
+    leaving = {o.name for o in outcomes if isinstance(o, Rejection)}
     for item in outcomes:
         if isinstance(item, Rejection):
             rejected.append(item)
             continue
         holder = catalogue.holder_of_image(item.image_sha256)
-        kept = holder if holder and holder.name != item.name else None
+        kept = (
+            holder if holder and holder.name != item.name and holder.name not in leaving else None
+        )
         kept = kept or first_of_image.get(item.image_sha256)
         if kept is not None:
             rejected.append(
