@@ -357,7 +357,9 @@ class Catalogue:
     # augmented outputs
 
     def settings_keys(self) -> list[str]:
-        return [key for (key,) in self.db.execute("SELECT DISTINCT settings_key FROM outputs")]
+        """Augmentation settings with outputs (from the small sums table, not a scan)."""
+        rows = self.db.execute("SELECT DISTINCT settings_key FROM list_sums")
+        return [key for (key,) in rows]
 
     def pending(self, settings_key: str) -> list[str]:
         """Names (with a split other than excluded) whose outputs for ``settings_key`` are
