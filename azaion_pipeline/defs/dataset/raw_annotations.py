@@ -46,7 +46,7 @@ class RawAnnotationsConfig(dg.Config):
         le=16,
         description="pHash bits within which two images are near-twins and share a split.",
     )
-    workers: int = Field(default=0, ge=0, description="Validation processes; 0 = every core.")
+    workers: int = Field(default=0, ge=0, description="Validation threads; 0 = every core.")
 
     @model_validator(mode="after")
     def _test_share_left(self):

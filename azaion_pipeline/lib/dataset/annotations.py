@@ -147,32 +147,32 @@ def inspect_image(path: Path, max_pixels: int) -> tuple[int, int, int]:
         raise AnnotationError(Reason.IMAGE_UNREADABLE, f"unsupported image type {path.suffix!r}")
     if path.stat().st_size == 0:
         raise AnnotationError(Reason.IMAGE_UNREADABLE, "zero bytes")
-    with warnings.catch_warnings():
-        # Our own pixel limit applies first; Pillow's bomb warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise AnnotationError(
-                        Reason.IMAGE_TOO_LARGE,
-                        f"{width}x{height} = {width * height} pixels > limit {max_pixels}",
-                    )
-                if min(width, height) < MIN_IMAGE_SIDE:
-                    raise AnnotationError(
-                        Reason.IMAGE_TOO_SMALL,
-                        f"{width}x{height}: under {MIN_IMAGE_SIDE} px on a side",
-                    )
-                image.load()  # header alone is not enough: truncated files fail here
-                phash = perceptual_hash(imagehash, image)
-        except AnnotationError:
-            raise
-        except Image.DecompressionBombError as exc:
-            raise AnnotationError(Reason.IMAGE_TOO_LARGE, str(exc)) from None
-        except UnidentifiedImageError:
-            raise AnnotationError(Reason.IMAGE_UNREADABLE, "not a recognised image") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise AnnotationError(Reason.IMAGE_UNREADABLE, f"cannot decode: {exc}") from None
+    # Our own pixel limit applies first; Pillow's bomb warning would only be noise. A
+    # process-wide filter: catch_warnings is not safe on the validation threads.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise AnnotationError(
+                    Reason.IMAGE_TOO_LARGE,
+                    f"{width}x{height} = {width * height} pixels > limit {max_pixels}",
+                )
+            if min(width, height) < MIN_IMAGE_SIDE:
+                raise AnnotationError(
+                    Reason.IMAGE_TOO_SMALL,
+                    f"{width}x{height}: under {MIN_IMAGE_SIDE} px on a side",
+                )
+            image.load()  # header alone is not enough: truncated files fail here
+            phash = perceptual_hash(imagehash, image)
+    except AnnotationError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise AnnotationError(Reason.IMAGE_TOO_LARGE, str(exc)) from None
+    except UnidentifiedImageError:
+        raise AnnotationError(Reason.IMAGE_UNREADABLE, "not a recognised image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise AnnotationError(Reason.IMAGE_UNREADABLE, f"cannot decode: {exc}") from None
     return width, height, phash
 
 

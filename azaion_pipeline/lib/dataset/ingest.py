@@ -2,7 +2,7 @@
 
 1. List the folders (names only; symlinks and dot-files are seen from the listing).
 2. Compare each pair's stat keys with the catalogue's: unchanged pairs cost one stat each.
-3. Validate only new and changed pairs, in worker processes.
+3. Validate only new and changed pairs, on threads (decoding and hashing release the GIL).
 4. Resolve duplicates in favour of what is trusted and first, quarantine what fails.
 5. Forget what left, record what came, give newcomers their split.
 
@@ -34,7 +34,7 @@ from azaion_pipeline.lib.dataset.provenance import read_media_name
 from azaion_pipeline.lib.dataset.quarantine import quarantine
 from azaion_pipeline.lib.dataset.split import SplitReport, SplitShares, assign_splits
 from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
-from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.parallel import map_in_threads
 from azaion_pipeline.lib.records import Record
 
 DATA, SEED = "data", "data-seed"
@@ -209,7 +209,7 @@ def ingest(
     check = partial(validate_candidate, rules=rules)
     for start in range(0, len(todo), COMMIT_EVERY):
         chunk = todo[start : start + COMMIT_EVERY]
-        outcomes = map_in_processes(check, chunk, workers)
+        outcomes = map_in_threads(check, chunk, workers)
         accepted, chunk_rejected = _resolve(catalogue, outcomes, known.keys(), report)
         failures += quarantine(layout.corrupted, chunk_rejected).failed
         rejected.extend(chunk_rejected)
