@@ -109,8 +109,11 @@ def _sweep_store(catalogue, layout, store: Path, key: str, kept: list[dict], rep
     for version in kept:
         if version["settings_key"] != key:
             continue
+        directory = layout.datasets / version["name"]
+        if not (directory / f"{SPLITS[0]}.txt").exists():
+            continue  # its folder is gone already: it lists nothing
         for split in SPLITS:
-            for image in read_list(layout.datasets / version["name"], split):
+            for image in read_list(directory, split):
                 wanted_images.add(image)
                 wanted_labels.add(image.rsplit(".", 1)[0] + ".txt")
     for sub, wanted in ((IMAGES, wanted_images), (LABELS, wanted_labels)):
