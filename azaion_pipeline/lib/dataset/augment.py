@@ -22,7 +22,7 @@ from azaion_pipeline.lib.dataset.catalogue import Accepted, Catalogue, Output
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS
-from azaion_pipeline.lib.parallel import map_in_processes
+from azaion_pipeline.lib.parallel import map_in_processes, map_in_threads
 from azaion_pipeline.lib.records import Record
 
 # Bump when the transform list below changes: it is part of the output folder's key.
@@ -268,7 +268,8 @@ def augment_pending(
         tasks = [
             AugmentTask.of(a) for a in catalogue.iter_annotations(names[start : start + chunk])
         ]
-        outcomes = map_in_processes(work, tasks, workers)
+        # Originals only (variants 0) is linking and copying: threads, no process start-up.
+        outcomes = (map_in_processes if settings.variants else map_in_threads)(work, tasks, workers)
         with catalogue.transaction():
             for outcome in outcomes:
                 if outcome.error:
