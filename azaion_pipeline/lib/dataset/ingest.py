@@ -103,30 +103,35 @@ def list_candidates(folder: Path, origin: str) -> tuple[dict[str, Candidate], li
         return sorted(found, key=lambda e: e.name)
 
     for entry in entries(IMAGES):
-        image = Path(entry.path)
-        candidate = by_name.setdefault(image.stem, Candidate(image.stem, origin))
+        stem = os.path.splitext(entry.name)[0]
+        candidate = by_name.setdefault(stem, Candidate(stem, origin))
         if candidate.image is None:
-            candidate.image = image
+            candidate.image = entry.path
         else:
-            candidate.conflicts.append(image)
+            candidate.conflicts.append(entry.path)
     for entry in entries(LABELS):
-        label = Path(entry.path)
-        if label.suffix != LABEL_SUFFIX:
+        stem, suffix = os.path.splitext(entry.name)
+        if suffix != LABEL_SUFFIX:
             rejections.append(
                 Rejection(
-                    label.name, Reason.LABEL_SYNTAX, "label files end in .txt", [label], origin
+                    entry.name,
+                    Reason.LABEL_SYNTAX,
+                    "label files end in .txt",
+                    [Path(entry.path)],
+                    origin,
                 )
             )
             continue
-        by_name.setdefault(label.stem, Candidate(label.stem, origin)).label = label
+        by_name.setdefault(stem, Candidate(stem, origin)).label = entry.path
     for candidate in by_name.values():
         for extra in candidate.conflicts:
             rejections.append(
                 Rejection(
                     candidate.name,
                     Reason.NAME_CONFLICT,
-                    f"{extra.name} shares its name with {candidate.image.name}",
-                    [extra],
+                    f"{os.path.basename(extra)} shares its name with "
+                    f"{os.path.basename(candidate.image)}",
+                    [Path(extra)],
                     origin,
                 )
             )
@@ -137,7 +142,7 @@ def _unchanged(candidate: Candidate, known: tuple | None, rules_key: str) -> boo
     if known is None or candidate.image is None or candidate.label is None:
         return False
     image, label, image_stat, label_stat, rules = known
-    if (str(candidate.image), str(candidate.label), rules) != (image, label, rules_key):
+    if (candidate.image, candidate.label, rules) != (image, label, rules_key):
         return False
     try:
         return (stat_key(candidate.image), stat_key(candidate.label)) == (image_stat, label_stat)
@@ -170,7 +175,8 @@ def ingest(
     rejected: list[Rejection] = []
     listed = {origin: list_candidates(folder, origin) for origin, folder in folders.items()}
     known = catalogue.stat_keys()
-    known_origin = {name: _origin_of(image, layout) for name, (image, *_) in known.items()}
+    seed_prefix = str(layout.data_seed) + os.sep
+    known_origin = {name: _origin_of(image, seed_prefix) for name, (image, *_) in known.items()}
     for origin in folders:
         found, bad = listed[origin]
         rejected.extend(bad)
@@ -194,7 +200,8 @@ def ingest(
                 )
             )
 
-    todo = [c for name, c in candidates.items() if not _unchanged(c, known.get(name), rules.key)]
+    rules_key = rules.key
+    todo = [c for name, c in candidates.items() if not _unchanged(c, known.get(name), rules_key)]
     gone = sorted(known.keys() - candidates.keys())
     report = IngestReport(run=run, total=0, validated_now=len(todo), removed=gone)
     with catalogue.transaction():
@@ -219,7 +226,7 @@ def ingest(
             for name in broken:
                 catalogue.remove(name)
             for item in accepted:
-                catalogue.put(_accept(item, run, folders[item.origin], rules.key))
+                catalogue.put(_accept(item, run, folders[item.origin], rules_key))
         if on_progress:
             on_progress(start + len(chunk), len(todo))
     report.rejected = rejected
@@ -237,7 +244,7 @@ def ingest(
 def _arrival(candidate: Candidate) -> int:
     """When the image landed here: a rename or link into the folder sets its ctime."""
     try:
-        return candidate.image.stat().st_ctime_ns if candidate.image else 0
+        return os.stat(candidate.image).st_ctime_ns if candidate.image else 0
     except OSError:
         return 0
 
@@ -298,5 +305,5 @@ def _accept(item: Checked, run: int, folder: Path, rules_key: str) -> Accepted:
     )
 
 
-def _origin_of(image: str, layout: AzaionLayout) -> str:
-    return SEED if Path(image).is_relative_to(layout.data_seed) else DATA
+def _origin_of(image: str, seed_prefix: str) -> str:
+    return SEED if image.startswith(seed_prefix) else DATA
