@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import AzaionLayout
@@ -121,6 +122,14 @@ class Accepted:
     def content_hash(self) -> str:
         """Identity of the annotation's content: changes when its image or label changes."""
         return sha256_text([self.image_sha256, self.label_sha256])
+
+
+class Newcomer(NamedTuple):
+    """An annotation waiting for its split."""
+
+    name: str
+    phash: int
+    media_name: str | None
 
 
 @dataclass(frozen=True)
@@ -307,14 +316,15 @@ class Catalogue:
             "INSERT OR IGNORE INTO splits VALUES (?, ?, ?, ?)", (name, split, reason, run)
         )
 
-    def unassigned(self) -> list[Accepted]:
-        """Accepted annotations without a split yet, in arrival order."""
+    def unassigned(self) -> list[Newcomer]:
+        """Accepted annotations without a split yet, in arrival order (what grouping needs
+        only: a first run at 100k must not hold every box list at once)."""
         rows = self.db.execute(
-            f"""SELECT {", ".join(f"a.{f}" for f in _FIELDS)} FROM annotations a
+            """SELECT a.name, a.phash, a.media_name FROM annotations a
             LEFT JOIN splits s ON s.name = a.name WHERE s.name IS NULL
             ORDER BY a.arrived_ns, a.name"""
         )
-        return [_accepted(row) for row in rows]
+        return [Newcomer(*row) for row in rows]
 
     def splits_of_media(self, media_name: str) -> set[str]:
         rows = self.db.execute(

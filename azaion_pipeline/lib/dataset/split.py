@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Accepted, Catalogue
+from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Catalogue, Newcomer
 from azaion_pipeline.lib.dataset.near_duplicates import neighbours
 from azaion_pipeline.lib.layout import SPLITS
 
@@ -49,7 +49,7 @@ class SplitReport:
 
 def assign_splits(
     catalogue: Catalogue,
-    newcomers: list[Accepted],
+    newcomers: list[Newcomer],
     shares: SplitShares,
     max_distance: int,
     run: int,
