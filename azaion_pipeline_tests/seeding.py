@@ -8,7 +8,10 @@ from pathlib import Path
 import dagster as dg
 
 from azaion_pipeline.defs.io import RECORD_PATH_KEY, RecordIOManager
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
+from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.records import Record
+from azaion_pipeline.lib.train import TrainedWeights
 
 
 def seed_records(instance: dg.DagsterInstance, root: Path, **records: Record) -> None:
@@ -34,3 +37,42 @@ def seeded_instance(root: Path, **records: Record) -> dg.DagsterInstance:
 def upstream(*keys: str) -> list[dg.SourceAsset]:
     """Upstream assets a test does not run, loaded from their stored records by the IO manager."""
     return [dg.SourceAsset(key) for key in keys]
+
+
+def dataset_record(root: Path, version: str) -> DatasetVersion:
+    """A DatasetVersion as training_dataset leaves it (no files behind it)."""
+    directory = root / "datasets" / f"azaion-{version}"
+    return DatasetVersion(
+        version=version,
+        id=version,
+        directory=directory,
+        data_yaml=directory / "data.yaml",
+        augmented_version="augmented",
+        catalogue=root / "catalogue" / "catalogue.sqlite",
+        settings_key="settings",
+        class_names={0: "ArmorVehicle"},
+        images={"train": 1, "valid": 1, "test": 1},
+        reused_existing=False,
+        preview=None,
+    )
+
+
+def trained_record(weights: Path, dataset_version: str, data_yaml: Path) -> TrainedWeights:
+    """TrainedWeights of the real file ``weights`` as trained_model leaves them (no run dir)."""
+    return TrainedWeights(
+        weights_path=weights,
+        weights_sha256=sha256_file(weights),
+        dataset_version=dataset_version,
+        data_yaml=data_yaml,
+        imgsz=64,
+        class_names={0: "ArmorVehicle"},
+        recipe={},
+        run_dir=weights.parent,
+        first_epoch=1,
+        resumed_from=None,
+        epochs_table=[],
+        seconds=0.0,
+        test=None,
+        results_plot=None,
+        confusion_matrix_plot=None,
+    )

@@ -33,32 +33,41 @@ def main() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.utils import LOGGER
 
-    from azaion_pipeline.lib.export import export_coreml, export_onnx, tensorrt_unavailable_reason
-    from azaion_pipeline.lib.parity import check_parity
-    from azaion_pipeline.lib.train import TrainingRequest, train
+    from azaion_pipeline.lib.export import (
+        ExportSettings,
+        export_coreml,
+        export_onnx,
+        tensorrt_unavailable_reason,
+    )
+    from azaion_pipeline.lib.parity import ParityThresholds, check_parity
+    from azaion_pipeline.lib.train import TrainingRequest, TrainingSettings, train
     from benchmarks.bench_training import build_dataset
 
     LOGGER.setLevel("WARNING")
     with tempfile.TemporaryDirectory(prefix="bench-export-") as folder:
         scratch = Path(folder)
-        dataset = build_dataset(scratch / "data", IMAGES)
+        dataset = build_dataset(scratch / "data", IMAGES)[1]
+        settings = TrainingSettings(
+            model="yolo11n.yaml", epochs=1, imgsz=IMGSZ, batch=8, workers=0, plots=False
+        )
         request = TrainingRequest(
-            data_yaml=Path(dataset["data_yaml"]), dataset_version=dataset["dataset_version"],
-            models_dir=scratch / "models", model="yolo11n.yaml", init="scratch", epochs=1,
-            imgsz=IMGSZ, batch=8, workers=0, device="cpu", plots=False,
+            settings=settings, data_yaml=dataset.data_yaml, dataset_version=dataset.version,
+            models_dir=scratch / "models", device="cpu",
         )  # fmt: skip
         weights = train(request, on_epoch=lambda report: None).weights_path
         exports = scratch / "exports"
         print(f"model: yolo11n 1 epoch, imgsz {IMGSZ}, CPU")
 
         bare_onnx = _bare_export(weights, scratch, format="onnx", dynamic=True, batch=8)
-        onnx = export_onnx(weights, IMGSZ, exports, extra_metadata={"model_version": "bench"})
+        onnx = export_onnx(
+            weights, IMGSZ, exports, ExportSettings(), extra_metadata={"model_version": "bench"}
+        )
         print(
             f"onnx   : ours {onnx.seconds:6.1f} s, bare {bare_onnx:6.1f} s, "
             f"ratio {onnx.seconds / bare_onnx:.2f}x, {onnx.size_bytes / 1e6:.1f} MB"
         )
         bare_coreml = _bare_export(weights, scratch, format="coreml")
-        coreml = export_coreml(weights, IMGSZ, exports)
+        coreml = export_coreml(weights, IMGSZ, exports, ExportSettings())
         print(
             f"coreml : ours {coreml.seconds:6.1f} s, bare {bare_coreml:6.1f} s, "
             f"ratio {coreml.seconds / bare_coreml:.2f}x, {coreml.size_bytes / 1e6:.1f} MB zip"
@@ -67,7 +76,11 @@ def main() -> None:
         print(f"tensorrt: skipped: {reason}" if reason else "tensorrt: available (not timed here)")
 
         started = time.perf_counter()
-        report = check_parity(onnx.path, weights, Path(dataset["data_yaml"]), IMGSZ, conf=0.25)
+        settings = ExportSettings()
+        report = check_parity(
+            onnx.path, weights, dataset.data_yaml, IMGSZ, settings.conf, settings.iou,
+            settings.max_batch, ParityThresholds(),
+        )  # fmt: skip
         parity = time.perf_counter() - started
         print(
             f"parity : {parity:6.1f} s on {report.images} images "

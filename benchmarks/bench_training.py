@@ -132,29 +132,37 @@ def _epochs_to_reach(scores: list[float], target: float) -> int | None:
 def warm_start(scratch: Path) -> None:
     from azaion_pipeline.lib.evaluate import evaluate
     from azaion_pipeline.lib.sample_data import LEARNABLE, LEARNABLE_TRAINING
-    from azaion_pipeline.lib.train import TrainingRequest, read_results_csv, train
+    from azaion_pipeline.lib.train import (
+        TrainingRequest,
+        TrainingSettings,
+        read_results_csv,
+        train,
+    )
 
     # the same seed draws the same first images, so the grown set contains the base set
     base = build_dataset(scratch / "base", WARM_IMAGES, LEARNABLE, (128, 128))[1]
     grown = build_dataset(scratch / "grown", 2 * WARM_IMAGES, LEARNABLE, (128, 128))[1]
     imgsz = LEARNABLE_TRAINING["imgsz"]
-    hyperparameters = {
-        **LEARNABLE_TRAINING["hyperparameters"],
-        "optimizer": LEARNABLE_TRAINING["optimizer"],
-    }
 
     def test_map(weights: Path) -> float:
-        return evaluate(weights, grown["data_yaml"], "test", imgsz, "cpu").map50_95
+        return evaluate(weights, grown.data_yaml, "test", imgsz, "cpu").map50_95
 
     def run(dataset, epochs: int, init_weights: Path | None, name: str, **tuned: float):
         """Train; the cumulative training seconds and test mAP50-95 after each epoch."""
-        request = TrainingRequest(
-            data_yaml=dataset.data_yaml, dataset_version=dataset.version,
-            models_dir=scratch / name, model="yolo11n.yaml",
+        settings = TrainingSettings(
+            **LEARNABLE_TRAINING, model="yolo11n.yaml",
             init="scratch" if init_weights is None else str(init_weights),
-            init_weights=init_weights, epochs=epochs, imgsz=imgsz,
-            batch=LEARNABLE_TRAINING["batch"], workers=0, device="cpu", plots=False,
-            save_period=1, hyperparameters={**hyperparameters, **tuned},
+            workers=0, plots=False, save_period=1,
+        )  # fmt: skip
+        settings = settings.model_copy(
+            update={
+                "epochs": epochs,
+                "hyperparameters": {**settings.hyperparameters, **tuned},
+            }
+        )
+        request = TrainingRequest(
+            settings=settings, data_yaml=dataset.data_yaml, dataset_version=dataset.version,
+            models_dir=scratch / name, init_weights=init_weights, device="cpu",
         )  # fmt: skip
         trained = train(request, on_epoch=lambda report: None)
         table = read_results_csv(trained.run_dir / "results.csv")
@@ -168,12 +176,13 @@ def warm_start(scratch: Path) -> None:
     target = test_map(champion.weights_path)
     print(
         f"recipe: yolo11n.yaml, imgsz {imgsz}, batch {LEARNABLE_TRAINING['batch']}, "
-        f"{hyperparameters}, CPU, LEARNABLE sample data"
+        f"{LEARNABLE_TRAINING['hyperparameters']}, {LEARNABLE_TRAINING['optimizer']}, CPU, "
+        "LEARNABLE sample data"
     )
     print(
         f"champion: {LEARNABLE_TRAINING['epochs']} epochs from scratch on "
-        f"{base['train_images']} train images in {champion_seconds[-1]:.1f} s; "
-        f"grown set {grown['train_images']} train / {grown['test_images']} test images; "
+        f"{base.images['train']} train images in {champion_seconds[-1]:.1f} s; "
+        f"grown set {grown.images['train']} train / {grown.images['test']} test images; "
         f"target = champion's test mAP50-95 on the grown set {target:.4f}"
     )
     if target <= 0:

@@ -43,7 +43,8 @@ def s3_server() -> Iterator[dict[str, str]]:
 
 
 def main() -> None:
-    from azaion_pipeline.lib.cdn import CdnStore, s3_client
+    from azaion_pipeline.lib.cdn import CdnStore
+    from azaion_pipeline.lib.s3 import s3_client
 
     with tempfile.TemporaryDirectory() as tmp, s3_server() as env:
         source = Path(tmp) / "model.big"

@@ -10,16 +10,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from azaion_pipeline.lib.settings import PROJECT_ROOT, configs_dir
+from azaion_pipeline.lib.settings import PROJECT_ROOT, PipelineSettings, configs_dir
 
 GPU_POOL = "gpu"
+# How long dagster dev gets to stop its webserver, daemon and code servers after a signal.
+STOP_GRACE_S = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,14 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def gpu_count() -> int:
-    raw = os.environ.get("AZAION_GPU_COUNT", "1")
+    """``AZAION_GPU_COUNT`` as the environment says now (read fresh: not the cached settings)."""
     try:
-        count = int(raw)
-    except ValueError:
-        raise ValueError(f"AZAION_GPU_COUNT must be a whole number, got {raw!r}") from None
-    if count < 1:
-        raise ValueError(f"AZAION_GPU_COUNT must be at least 1, got {count}")
-    return count
+        return PipelineSettings().gpu_count
+    except ValidationError as exc:
+        problems = [p["msg"] for p in exc.errors() if p["loc"] == ("gpu_count",)]
+        if not problems:
+            raise
+        raise ValueError(f"AZAION_GPU_COUNT: {problems[0]}") from None
 
 
 def prepare_dagster_home(home: Path, gpus: int) -> Path:
@@ -100,9 +105,50 @@ def run(args: argparse.Namespace) -> int:
             "AZAION_UI_URL": os.environ.get("AZAION_UI_URL", f"http://{args.host}:{args.port}"),
         }
         print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it")
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+        # Its own session: a signal to this process alone (SIGTERM from a service manager)
+        # still reaches dagster dev, and whatever it leaves behind can be found and stopped.
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+        # Returning leaves the block, which stops the local services after dagster dev.
+        return supervise(process)
+
+
+def supervise(process: subprocess.Popen) -> int:
+    """Wait for ``process``; SIGINT and SIGTERM are passed on to it, and anything left in its
+    process group after it exits (or after the grace period) is stopped too."""
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        stopping.append(signum)
+        _signal_group(process.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=STOP_GRACE_S if stopping else None)
+                break
+            except subprocess.TimeoutExpired:  # it did not stop in time
+                _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_leftovers(process.pid)
+    return 0 if stopping else code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # nothing of it is left
+        os.killpg(group, signum)
+
+
+def _stop_leftovers(group: int) -> None:
+    """SIGTERM, then SIGKILL, to processes still in ``group`` (e.g. an orphaned code server)."""
+    _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
         try:
-            return process.wait()
-        except KeyboardInterrupt:
-            # dagster dev got the same SIGINT and shuts its webserver and daemon down itself.
-            return process.wait()
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    _signal_group(group, signal.SIGKILL)

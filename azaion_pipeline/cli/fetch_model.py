@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from azaion_pipeline.lib.client_env import ClientEnv
-from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, fetch_artifact
+from azaion_pipeline.lib.distribution import DEFAULT_MODEL_NAME, DEFAULT_PREFIX, fetch_artifact
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("name", help="published file name, e.g. azaion.onnx")
     parser.add_argument("--out", type=Path, required=True, help="where to write the model")
     parser.add_argument("--version", help="a published version (default: the current one)")
-    parser.add_argument("--model", default="azaion", help="model name (default azaion)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name (default azaion)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix (default models)")
     parser.set_defaults(handler=run)
 

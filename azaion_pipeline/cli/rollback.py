@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 
 from azaion_pipeline.lib.client_env import ClientEnv
-from azaion_pipeline.lib.distribution import DEFAULT_PREFIX, list_versions, read_pointer, rollback
+from azaion_pipeline.lib.distribution import (
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PREFIX,
+    list_versions,
+    read_pointer,
+    rollback,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--version", help="target version (default: the one before current)")
     parser.add_argument("--list", action="store_true", help="only list the published versions")
-    parser.add_argument("--model", default="azaion", help="model name (default azaion)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="model name (default azaion)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix (default models)")
     parser.set_defaults(handler=run)
 

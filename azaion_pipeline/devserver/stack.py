@@ -23,8 +23,8 @@ from azaion_pipeline.devserver.app import DevServerSettings, create_app
 from azaion_pipeline.devserver.server import serve_in_thread
 from azaion_pipeline.devserver.users import add_user
 from azaion_pipeline.lib.release_manifest import generate_signing_key
+from azaion_pipeline.lib.s3 import DEFAULT_REGION, s3_client
 
-REGION = "us-east-1"
 UPLOADER_ACTIONS = [
     "s3:PutObject",
     "s3:GetObject",
@@ -86,11 +86,11 @@ def moto_s3(bucket: str) -> Iterator[dict[str, str]]:
             try:
                 admin = {
                     "endpoint_url": endpoint,
-                    "region_name": REGION,
+                    "region_name": DEFAULT_REGION,
                     "aws_access_key_id": "admin",
                     "aws_secret_access_key": "admin",
                 }
-                boto3.client("s3", **admin).create_bucket(Bucket=bucket)
+                s3_client(endpoint, "admin", "admin").create_bucket(Bucket=bucket)
                 iam = boto3.client("iam", **admin)
                 suffix = secrets.token_hex(4)
                 uploader = _identity(iam, f"azaion-uploader-{suffix}", bucket, UPLOADER_ACTIONS)

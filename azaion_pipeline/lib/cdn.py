@@ -1,7 +1,7 @@
 """The S3-compatible CDN that holds ``.big`` parts, manifests and the "current" pointer.
 
 Large files go up as multipart uploads with parallel parts (boto3's transfer manager); botocore
-retries each request. After an upload the object's ETag is compared with the one computed locally,
+retries each request (the client comes from ``lib.s3``). After an upload the object's ETag is compared with the one computed locally,
 and a failed upload never leaves orphaned multipart parts behind.
 """
 
@@ -12,9 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -25,30 +23,6 @@ MIB = 1024 * 1024
 
 class CdnError(RuntimeError):
     pass
-
-
-def s3_client(
-    endpoint_url: str | None,
-    access_key: str,
-    secret_key: str,
-    region: str = "us-east-1",
-    max_attempts: int = 8,
-    connect_timeout_s: float = 10,
-    read_timeout_s: float = 60,
-) -> Any:
-    """A client with botocore's standard retry mode (backoff with jitter) and timeouts."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url or None,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name=region,
-        config=Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            connect_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
-        ),
-    )
 
 
 def expected_etag(path: Path, multipart_threshold: int, part_size: int) -> str:

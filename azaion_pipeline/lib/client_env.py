@@ -9,7 +9,8 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
-from azaion_pipeline.lib.cdn import CdnStore, s3_client
+from azaion_pipeline.lib.cdn import CdnStore
+from azaion_pipeline.lib.s3 import DEFAULT_REGION, s3_client
 
 
 class ClientEnv(BaseSettings):
@@ -20,7 +21,7 @@ class ClientEnv(BaseSettings):
     api_password: SecretStr = SecretStr("")
     api_ca_bundle: str | None = None
     cdn_endpoint: str | None = None
-    cdn_region: str = "us-east-1"
+    cdn_region: str = DEFAULT_REGION
     cdn_bucket: str = ""
     cdn_uploader_key: str = ""
     cdn_uploader_secret: SecretStr = SecretStr("")

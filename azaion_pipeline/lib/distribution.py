@@ -42,7 +42,11 @@ from azaion_pipeline.lib.train import TrainedWeights
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MODEL_NAME = "azaion"
 DEFAULT_PREFIX = "models"
+# Model names and prefixes become S3 keys and API folders: plain path segments only.
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+PREFIX_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
 POINTER = "current.json"
 # Written after every part of a version is up: versions without it are partial, never current.
 RELEASE_RECORD = "release.json"

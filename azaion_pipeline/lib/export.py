@@ -14,6 +14,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.records import Record
 from azaion_pipeline.lib.train import TrainedWeights
@@ -38,14 +40,20 @@ class ExportedFile(Record):
     seconds: float
 
 
-class ExportedModel(Record):
-    """An export asset's output: the file, the settings baked into it, the weights it came from."""
+class ExportSettings(BaseModel):
+    """What an export bakes in besides its input size: the batch range and in-graph NMS."""
+
+    max_batch: int = Field(default=8, ge=1, le=64, description="Largest batch the model accepts.")
+    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="NMS score threshold in-graph.")
+    iou: float = Field(default=0.7, gt=0.0, le=1.0, description="NMS IoU threshold in-graph.")
+
+
+class ExportedModel(Record, ExportSettings):
+    """An export asset's output: the file, the settings baked into it (``ExportSettings`` and
+    the input size), and the weights it came from."""
 
     file: ExportedFile
     imgsz: int
-    conf: float
-    iou: float
-    max_batch: int
     source: TrainedWeights  # lineage: model and dataset versions, class names, data.yaml
 
     @property
@@ -119,9 +127,7 @@ def export_onnx(
     weights: Path,
     imgsz: int,
     exports_root: Path,
-    max_batch: int = 8,
-    conf: float = 0.25,
-    iou: float = 0.7,
+    settings: ExportSettings,
     extra_metadata: dict[str, str] | None = None,
 ) -> ExportedFile:
     """ONNX with NMS in the graph, dynamic batch (1..max_batch), simplified by onnxslim.
@@ -139,15 +145,15 @@ def export_onnx(
             format="onnx",
             imgsz=imgsz,
             dynamic=True,
-            batch=max_batch,
+            batch=settings.max_batch,
             nms=True,
-            conf=conf,
-            iou=iou,
+            conf=settings.conf,
+            iou=settings.iou,
             simplify=True,  # onnxslim
         )
         model = onnx.load(str(produced))
         entries = {p.key: p.value for p in model.metadata_props}
-        entries.update({"max_batch": str(max_batch), **(extra_metadata or {})})
+        entries.update({"max_batch": str(settings.max_batch), **(extra_metadata or {})})
         del model.metadata_props[:]
         for key, value in sorted(entries.items()):
             model.metadata_props.add(key=key, value=value)
@@ -166,25 +172,26 @@ def zip_package(package: Path, archive: Path) -> Path:
 
 
 def export_coreml(
-    weights: Path, imgsz: int, exports_root: Path, conf: float = 0.25, iou: float = 0.7
+    weights: Path, imgsz: int, exports_root: Path, settings: ExportSettings
 ) -> ExportedFile:
     """CoreML .mlpackage with NMS, zipped into a single file for transport."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="azaion-coreml-") as scratch:
         package = _ultralytics_export(
-            Path(weights), Path(scratch), format="coreml", imgsz=imgsz, nms=True, conf=conf, iou=iou
+            Path(weights),
+            Path(scratch),
+            format="coreml",
+            imgsz=imgsz,
+            nms=True,
+            conf=settings.conf,
+            iou=settings.iou,
         )
         archive = zip_package(package, Path(scratch) / COREML_FILE)
         return _store(archive, exports_root, COREML_FILE, "coreml", started)
 
 
 def export_tensorrt(
-    weights: Path,
-    imgsz: int,
-    exports_root: Path,
-    max_batch: int = 8,
-    conf: float = 0.25,
-    iou: float = 0.7,
+    weights: Path, imgsz: int, exports_root: Path, settings: ExportSettings
 ) -> ExportedFile:
     """A TensorRT engine for the GPU in this machine (dynamic batch, NMS inside)."""
     import torch
@@ -201,10 +208,10 @@ def export_tensorrt(
             format="engine",
             imgsz=imgsz,
             dynamic=True,
-            batch=max_batch,
+            batch=settings.max_batch,
             nms=True,
-            conf=conf,
-            iou=iou,
+            conf=settings.conf,
+            iou=settings.iou,
             device=0,
         )
         name = engine_filename(props.major, props.minor, props.multi_processor_count)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from azaion_pipeline.lib.evaluate import split_image_paths, split_images_dir
 
@@ -156,25 +157,33 @@ def parity_images(data_yaml: Path, max_images: int) -> list[Path]:
     return paths[:max_images]
 
 
+class ParityThresholds(BaseModel):
+    """How closely onnxruntime must agree with PyTorch."""
+
+    map_tolerance: float = Field(default=0.01, ge=0.0, description="Allowed mAP50-95 gap.")
+    min_iou: float = Field(default=0.9, gt=0.0, le=1.0, description="IoU of a matched box pair.")
+    min_matched: float = Field(default=0.95, ge=0.0, le=1.0, description="Share of boxes matched.")
+    max_images: int = Field(default=200, ge=1, description="valid+test images compared.")
+
+
 def check_parity(
     onnx_path: Path,
     weights: Path,
     data_yaml: Path,
     imgsz: int,
     conf: float,
-    iou: float = 0.7,
-    map_tolerance: float = 0.01,
-    min_iou: float = 0.9,
-    min_matched: float = 0.95,
-    max_images: int = 200,
-    batch: int = 8,
+    iou: float,
+    batch: int,
+    thresholds: ParityThresholds,
 ) -> ParityReport:
     """Compare ONNX and PyTorch on the valid+test images; never raises for a bad export."""
     import cv2
     import onnxruntime as ort
     from ultralytics import YOLO
 
-    paths = parity_images(Path(data_yaml), max_images)
+    map_tolerance, min_iou = thresholds.map_tolerance, thresholds.min_iou
+    min_matched = thresholds.min_matched
+    paths = parity_images(Path(data_yaml), thresholds.max_images)
     if not paths:
         return ParityReport(False, f"no valid/test images under {data_yaml}", 0, 0, 0, 0, 0, 0, 0)
     images = [cv2.imread(str(p)) for p in paths]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, Field
@@ -41,41 +41,89 @@ class TrainingError(RuntimeError):
     """A training request that cannot run; the message says what and why."""
 
 
-class TrainingRequest(BaseModel):
-    """Everything the child process needs; serialised through Dagster Pipes extras."""
+# A square input size; multiples of 32, the largest stride of YOLO's detection heads.
+ImageSize = Annotated[
+    int, Field(ge=32, le=4096, multiple_of=32, description="Input size in px, a multiple of 32.")
+]
 
+
+class TrainingSettings(BaseModel):
+    """The tunables of one training, with their bounds. Defaults are Azaion's production recipe
+    (demo and tests go tiny). The Dagster launchpad config is this class as it stands."""
+
+    model: str = Field(
+        default="yolo11m.yaml",
+        min_length=1,
+        description="Architecture: a bundled ultralytics .yaml name or a local .yaml/.pt path.",
+    )
+    init: str = Field(
+        default=INIT_SCRATCH,
+        min_length=1,
+        description="scratch | champion (warm start from the published champion) | weights path.",
+    )
+    epochs: int = Field(default=120, ge=1)
+    imgsz: ImageSize = 1280
+    batch: int = Field(default=11, ge=1, description="11 fits a 24 GB RTX 4090 at 1280 px.")
+    patience: int = Field(default=100, ge=1, description="Early stop after N epochs without gain.")
+    save_period: int = Field(
+        default=1, ge=-1, description="Checkpoint every N epochs (resume points); -1: never."
+    )
+    seed: int = Field(default=0, ge=0)
+    cache: str = Field(
+        default="false",
+        pattern=r"^(false|true|ram|disk)$",
+        description="Image cache: false | ram | disk.",
+    )
+    workers: int | None = Field(
+        default=None, ge=0, description="Dataloader workers; unset: the trainer resource's."
+    )
+    plots: bool = True
+    hyperparameters: dict[str, float] = Field(
+        default={}, description="Extra ultralytics train arguments (lr0, mosaic, nbs ...)."
+    )
+    optimizer: str = Field(
+        default="auto",
+        min_length=1,
+        description=(
+            "ultralytics optimizer. auto ignores lr0 and, below 10k iterations, picks AdamW at "
+            "0.01/(4+nc) ≈ 1.2e-4 for nc=80; name one (SGD, AdamW ...) for lr0 to apply."
+        ),
+    )
+
+    def train_arguments(self) -> dict[str, float | str]:
+        """Extra ultralytics arguments; auto stays out, so run keys from before the optimizer
+        field are unchanged."""
+        optimizer = {"optimizer": self.optimizer} if self.optimizer != "auto" else {}
+        return {**self.hyperparameters, **optimizer}
+
+
+class TrainingRequest(BaseModel):
+    """Everything the child process needs; serialised through Dagster Pipes extras.
+
+    ``settings`` holds the resolved base model (a path when local) and dataloader workers."""
+
+    settings: TrainingSettings
     data_yaml: Path
     dataset_version: str
     models_dir: Path
-    model: str = Field(description="Architecture: a local .yaml/.pt path or a bundled yaml name.")
-    init: str = Field(description="As requested: scratch | champion | a weights path.")
     init_weights: Path | None = None
     init_sha256: str | None = None
-    epochs: int
-    imgsz: int
-    batch: int
-    patience: int = 100
-    save_period: int = 1
-    seed: int = 0
-    cache: str = "false"
-    workers: int = 8
-    device: str = "auto"
-    plots: bool = True
-    hyperparameters: dict[str, float | str] = {}  # ultralytics train arguments
+    device: str
 
     def recipe(self) -> dict[str, Any]:
         """What decides the weights (lineage, resume key). Device, workers, cache and plots
         only change speed, so a resumed run may change them."""
+        s = self.settings
         return {
-            "model": self.model,
-            "init": self.init,
+            "model": s.model,
+            "init": s.init,
             "init_sha256": self.init_sha256,
-            "epochs": self.epochs,
-            "imgsz": self.imgsz,
-            "batch": self.batch,
-            "patience": self.patience,
-            "seed": self.seed,
-            "hyperparameters": dict(sorted(self.hyperparameters.items())),
+            "epochs": s.epochs,
+            "imgsz": s.imgsz,
+            "batch": s.batch,
+            "patience": s.patience,
+            "seed": s.seed,
+            "hyperparameters": dict(sorted(s.train_arguments().items())),
         }
 
     def key(self) -> str:
@@ -296,32 +344,33 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
     (run_dir / WORKER_PID).write_text(str(os.getpid()))
     first_epoch = checkpoint_epochs(last) + 1 if last else 1
     # speed-only settings: ultralytics lets a resumed run change exactly these
+    settings = request.settings
     speed = {
         "device": device,
-        "workers": request.workers,
-        "cache": {"false": False, "true": "ram"}.get(request.cache.lower(), request.cache),
-        "plots": request.plots,
-        "save_period": request.save_period,
+        "workers": settings.workers,
+        "cache": {"false": False, "true": "ram"}.get(settings.cache, settings.cache),
+        "plots": settings.plots,
+        "save_period": settings.save_period,
     }
     if last:
         model = YOLO(str(last))
         arguments = {"resume": str(last), **speed}
     else:
-        model = YOLO(request.model)
+        model = YOLO(settings.model)
         if request.init_weights is not None:
             model.load(str(request.init_weights))  # warm start: nc=80 on both sides
         arguments = {
             "data": str(request.data_yaml),
-            "epochs": request.epochs,
-            "imgsz": request.imgsz,
-            "batch": request.batch,
-            "patience": request.patience,
-            "seed": request.seed,
+            "epochs": settings.epochs,
+            "imgsz": settings.imgsz,
+            "batch": settings.batch,
+            "patience": settings.patience,
+            "seed": settings.seed,
             "project": str(run_dir.parent),
             "name": run_dir.name,
             "exist_ok": True,
             "verbose": False,
-            **request.hyperparameters,
+            **settings.train_arguments(),
             **speed,
         }
 
@@ -352,7 +401,7 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
     weights, digest = store_weights(run_dir / "weights" / "best.pt", request.models_dir, lineage)
     test_images = count_images(split_images_dir(request.data_yaml, "test"))
     test = (
-        evaluate(weights, request.data_yaml, "test", request.imgsz, device, request.batch, True)
+        evaluate(weights, request.data_yaml, "test", settings.imgsz, device, settings.batch, True)
         if test_images
         else None
     )
@@ -367,7 +416,7 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
         weights_sha256=digest,
         dataset_version=request.dataset_version,
         data_yaml=request.data_yaml,
-        imgsz=request.imgsz,
+        imgsz=settings.imgsz,
         class_names=yaml.safe_load(request.data_yaml.read_text())["names"],
         recipe=request.recipe(),
         run_dir=run_dir,

@@ -9,10 +9,7 @@ import sys
 import dagster as dg
 
 from azaion_pipeline.defs.automation.schedules import retrain_schedule
-
-
-def report(instance, asset: str, **metadata) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset, metadata=metadata))
+from azaion_pipeline_tests.seeding import dataset_record, seed_records, trained_record
 
 
 def evaluate(instance):
@@ -25,24 +22,28 @@ def test_skips_without_a_training_dataset(instance):
     assert "never been materialized" in result.skip_message
 
 
-def test_fires_for_a_first_dataset_then_skips_then_fires_for_a_new_one(instance):
-    report(instance, "training_dataset", dataset_version="2026-11-22-aaaa")
+def test_fires_for_a_first_dataset_then_skips_then_fires_for_a_new_one(instance, tmp_path):
+    first_dataset = dataset_record(tmp_path, "2026-11-22-aaaa")
+    seed_records(instance, tmp_path, training_dataset=first_dataset)
     first = evaluate(instance)
     assert len(first.run_requests) == 1
     assert first.run_requests[0].tags["azaion/dataset_version"] == "2026-11-22-aaaa"
 
-    report(instance, "trained_model", dataset_version="2026-11-22-aaaa", model_version="m1")
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"weights trained on aaaa")
+    model = trained_record(weights, first_dataset.version, first_dataset.data_yaml)
+    seed_records(instance, tmp_path, trained_model=model)
     unchanged = evaluate(instance)
     assert unchanged.run_requests == []
-    assert "has not changed since trained_model m1" in unchanged.skip_message
+    assert f"has not changed since trained_model {model.model_version}" in unchanged.skip_message
 
-    report(instance, "training_dataset", dataset_version="2026-11-23-bbbb")
+    seed_records(instance, tmp_path, training_dataset=dataset_record(tmp_path, "2026-11-23-bbbb"))
     changed = evaluate(instance)
     assert [r.tags["azaion/dataset_version"] for r in changed.run_requests] == ["2026-11-23-bbbb"]
 
 
-def test_skips_while_a_retrain_run_is_in_flight(instance):
-    report(instance, "training_dataset", dataset_version="v1")
+def test_skips_while_a_retrain_run_is_in_flight(instance, tmp_path):
+    seed_records(instance, tmp_path, training_dataset=dataset_record(tmp_path, "v1"))
     run = instance.add_run(
         dg.DagsterRun(job_name="retrain_job", status=dg.DagsterRunStatus.STARTED)
     )

@@ -14,7 +14,8 @@ import pytest
 
 from azaion_pipeline.devserver.stack import running
 from azaion_pipeline.lib.api_client import AzaionApiClient
-from azaion_pipeline.lib.cdn import MIB, CdnStore, s3_client
+from azaion_pipeline.lib.cdn import MIB, CdnStore
+from azaion_pipeline.lib.s3 import s3_client
 
 
 class FaultInjector:

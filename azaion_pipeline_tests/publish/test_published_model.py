@@ -27,34 +27,13 @@ from azaion_pipeline.lib.hardware import hardware_string
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.records import dump_record, load_record
 from azaion_pipeline.lib.train import TrainedWeights
-from azaion_pipeline_tests.seeding import seed_records, upstream
+from azaion_pipeline_tests.seeding import seed_records, trained_record, upstream
 
 from .conftest import cdn_store
 from .independent_reader import load_model
 
 pytestmark = pytest.mark.slow
 JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
-
-
-def trained_weights(weights: Path) -> TrainedWeights:
-    """The record of ``weights`` as trained_model leaves it (no dataset on disk: no sample image)."""
-    return TrainedWeights(
-        weights_path=weights,
-        weights_sha256=sha256_file(weights),
-        dataset_version="2026-11-23-a",
-        data_yaml=weights.parent / "missing-data.yaml",
-        imgsz=64,
-        class_names={0: "ArmorVehicle"},
-        recipe={},
-        run_dir=weights.parent,
-        first_epoch=1,
-        resumed_from=None,
-        epochs_table=[],
-        seconds=0.0,
-        test=None,
-        results_plot=None,
-        confusion_matrix_plot=None,
-    )
 
 
 def export_record(path: Path, fmt: str, source: TrainedWeights) -> ExportedModel:
@@ -68,7 +47,8 @@ def seed_upstream(
     instance: dg.DagsterInstance, root: Path, exports: dict[str, Path], weights: Path
 ) -> TrainedWeights:
     """Seed the exports (records of the real files) of ``weights``, as export runs leave them."""
-    source = trained_weights(weights)
+    # no dataset on disk: the roundtrip runs the ONNX on a grey image
+    source = trained_record(weights, "2026-11-23-a", weights.parent / "missing-data.yaml")
     seed_records(
         instance,
         root,

@@ -6,7 +6,8 @@ materialization pointing at the stored record, as a finished run leaves it).
 
 - ``trained``: 1 epoch on the default (hard) sample data: fast, but scores 0 mAP.
 - ``learned``: ``LEARNABLE_TRAINING`` on ``LEARNABLE`` sample data: real detections (test mAP50
-  around 0.5 after ~35 s of CPU), so box agreement and the gate's comparison are exercised.
+  0.55-0.75 after about a minute of CPU), so box agreement and the gate's comparison are
+  exercised.
 - ``weak``: the same data and recipe for 1 epoch: the worse model next to ``learned``.
 """
 

@@ -62,12 +62,20 @@ def test_training_streams_epochs_and_stores_weights_by_content(training_run, dat
 
 
 @pytest.mark.slow
-def test_learned_recipe_detects_through_the_pipeline(learned, learnable_dataset):
-    assert (
-        learned.recipe["hyperparameters"]["optimizer"] == "AdamW"
-    )  # the field reached ultralytics
+def test_learned_recipe_detects_through_the_pipeline(learned, weak, learnable_dataset):
+    optimizer = learned.recipe["hyperparameters"]["optimizer"]
+    assert optimizer == "AdamW"  # the config field reached ultralytics
     assert learned.test is not None and learned.test.images == learnable_dataset.images["test"]
-    assert learned.test.map50 > 0.3 and learned.test.map50_95 > 0.05
+    assert weak.test is not None
+    print(
+        f"learned mAP50 {learned.test.map50:.4f} mAP50-95 {learned.test.map50_95:.4f}; "
+        f"1 epoch mAP50 {weak.test.map50:.4f} mAP50-95 {weak.test.map50_95:.4f}"
+    )
+    # Over 6 training seeds (a stand-in for other CPUs' float kernels) the recipe scored test
+    # mAP50 0.55-0.75 and mAP50-95 0.24-0.32; the thresholds keep a wide margin below that.
+    assert learned.test.map50 > 0.3 and learned.test.map50_95 > 0.1
+    # and it is the training that detects: the same recipe stopped after 1 epoch scores far lower
+    assert learned.test.map50 > weak.test.map50 + 0.25
 
 
 @pytest.mark.slow

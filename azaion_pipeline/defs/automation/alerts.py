@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from azaion_pipeline.defs.automation.resources import WEBHOOK_ENV, AlertWebhook
-from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.automation.settings import sensor_status
 from azaion_pipeline.lib.alerts import AlertPayload
 
 # String metadata worth a line in an alert; other strings (paths, plots) are left out.
@@ -59,7 +59,7 @@ def _post(webhook: AlertWebhook, run: dg.DagsterRun, **payload: Any) -> dg.SkipR
 
 
 @dg.run_failure_sensor(
-    default_status=automation_settings().default_status(),
+    default_status=sensor_status(),
     description=f"Posts every failed run of this code location to {WEBHOOK_ENV}.",
 )
 def run_failure_alert(
@@ -82,7 +82,7 @@ def run_failure_alert(
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    default_status=automation_settings().default_status(),
+    default_status=sensor_status(),
     description=f"Posts every run that materialized published_model to {WEBHOOK_ENV}.",
 )
 def publish_alert(

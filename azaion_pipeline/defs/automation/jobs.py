@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.automation.resources import LandingResource
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.landing import land_locally
 
@@ -45,16 +46,17 @@ class LandBatchConfig(dg.Config):
     after: str | None = Field(
         default=None, description="The S3 key the batch starts after (exclusive)."
     )
-    until: str = Field(description="The batch's last S3 key (inclusive).")
+    until: str = Field(min_length=1, description="The batch's last S3 key (inclusive).")
 
 
-@dg.op(description="Copies one S3 landing batch into the local Azaion tree.")
+@dg.op(
+    config_schema=checked(LandBatchConfig),
+    description="Copies one S3 landing batch into the local Azaion tree.",
+)
 def land_s3_batch(
-    context: dg.OpExecutionContext,
-    config: LandBatchConfig,
-    storage: AzaionStorage,
-    landing: LandingResource,
+    context: dg.OpExecutionContext, storage: AzaionStorage, landing: LandingResource
 ) -> None:
+    config = config_of(context, LandBatchConfig)
     zone = landing.s3_zone()
     if zone is None:
         raise dg.Failure(description="AZAION_LANDING_S3_URI is not set: no S3 batch to land")

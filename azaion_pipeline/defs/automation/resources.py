@@ -6,10 +6,11 @@ import os
 
 import dagster as dg
 
-from azaion_pipeline.defs.automation.settings import automation_settings
 from azaion_pipeline.lib.alerts import AlertPayload, post_alert
 from azaion_pipeline.lib.landing import LandingZone, LocalLandingZone, S3LandingZone
 from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.s3 import s3_client
+from azaion_pipeline.lib.settings import automation_settings
 
 WEBHOOK_ENV = "AZAION_WEBHOOK_URL"
 
@@ -29,22 +30,15 @@ class LandingResource(dg.ConfigurableResource):
         return S3LandingZone.from_uri(self._s3_client(), self.s3_uri) if self.s3_uri else None
 
     def _s3_client(self):
-        import boto3
-        from botocore.config import Config
-
         # Credentials come from the standard AWS chain (env, profile, role), never from here.
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5),
-        )
+        return s3_client(self.s3_endpoint_url)
 
 
 class AlertWebhook(dg.ConfigurableResource):
     """Where run alerts go. Without a URL, alert sensors skip and say so."""
 
     url: str | None = None
-    ui_url: str = "http://127.0.0.1:3000"
+    ui_url: str  # AZAION_UI_URL, wired from AutomationSettings
     retries: int = 4
 
     def run_link(self, run_id: str) -> str:

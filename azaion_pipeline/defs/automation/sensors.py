@@ -6,7 +6,7 @@ import dagster as dg
 
 from azaion_pipeline.defs.automation.jobs import LandBatchConfig, ingest_job, land_s3_batch_job
 from azaion_pipeline.defs.automation.resources import LandingResource
-from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.automation.settings import sensor_status
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.landing import (
     Batch,
@@ -16,6 +16,7 @@ from azaion_pipeline.lib.landing import (
     ZoneLook,
     look,
 )
+from azaion_pipeline.lib.settings import automation_settings
 
 
 def _run_request(zone: LandingZone, batch: Batch) -> dg.RunRequest | None:
@@ -69,7 +70,7 @@ def _skip_reason(looks: list[ZoneLook]) -> str:
 @dg.sensor(
     jobs=[ingest_job, land_s3_batch_job],
     minimum_interval_seconds=automation_settings().sensor_interval_seconds,
-    default_status=automation_settings().default_status(),
+    default_status=sensor_status(),
     description=(
         "Watches data/, data-seed/ and data_deleted/ (local tree and the S3 landing prefix). "
         "Once a batch has been quiet for the quiet period it requests one ingest_job run per "

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.dataset.augment import (
@@ -50,6 +51,7 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
+    config_schema=checked(AugmentedDatasetConfig),
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
         "transforms, in data-processed/aug-{settings key}, named by content hash. Only "
@@ -58,10 +60,10 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
 )
 def augmented_dataset(
     context: dg.AssetExecutionContext,
-    config: AugmentedDatasetConfig,
     storage: AzaionStorage,
     raw_annotations: AnnotationSet,
 ) -> dg.Output[AugmentedSet]:
+    config = config_of(context, AugmentedDatasetConfig)
     settings = AugmentSettings(
         variants=config.variants,
         min_box_size=config.min_box_size,

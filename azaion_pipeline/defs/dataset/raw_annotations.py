@@ -5,6 +5,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field, model_validator
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.dataset.annotations import (
@@ -21,6 +22,9 @@ from azaion_pipeline.lib.histogram import class_histogram_markdown
 
 
 class RawAnnotationsConfig(dg.Config):
+    """Validation limits, the split shares of new groups (test takes the rest) and the
+    near-duplicate distance."""
+
     include_seed: bool = Field(
         default=False,
         description="Also take operator annotations from data-seed/ (not yet validated).",
@@ -51,7 +55,10 @@ class RawAnnotationsConfig(dg.Config):
     @model_validator(mode="after")
     def _test_share_left(self):
         if self.train_percent + self.valid_percent >= 100:
-            raise ValueError("train_percent + valid_percent must be < 100 (test needs a share)")
+            raise ValueError(
+                f"train_percent + valid_percent must be < 100 so test keeps a share, got "
+                f"{self.train_percent} + {self.valid_percent}"
+            )
         return self
 
 
@@ -82,6 +89,7 @@ def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dic
 @dg.asset(
     group_name="dataset",
     kinds={"python", "sqlite"},
+    config_schema=checked(RawAnnotationsConfig),
     description=(
         "The annotation catalogue: every pair under data/ (and data-seed/ when configured), "
         "validated once, updated by delta; new pairs get their split for good. Failing "
@@ -89,8 +97,9 @@ def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dic
     ),
 )
 def raw_annotations(
-    context: dg.AssetExecutionContext, config: RawAnnotationsConfig, storage: AzaionStorage
+    context: dg.AssetExecutionContext, storage: AzaionStorage
 ) -> dg.Output[AnnotationSet]:
+    config = config_of(context, RawAnnotationsConfig)
     layout = storage.layout()
     classes = storage.classes()
     rules = ValidationRules(

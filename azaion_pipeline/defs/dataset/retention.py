@@ -3,17 +3,21 @@
 import dagster as dg
 from pydantic import Field
 
-from azaion_pipeline.defs.automation.settings import automation_settings
+from azaion_pipeline.defs.automation.settings import schedule_status
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.retention import apply_retention
+from azaion_pipeline.lib.settings import automation_settings
 
 # Every published release names the dataset version it was trained on.
 PUBLISHED_ASSET = dg.AssetKey("published_model")
 
 
 class RetentionConfig(dg.Config):
+    """How many of the newest dataset versions are always kept."""
+
     keep_last: int = Field(default=5, ge=1, description="Newest dataset versions always kept.")
 
 
@@ -32,14 +36,16 @@ def published_dataset_versions(instance: dg.DagsterInstance) -> set[str]:
 
 
 @dg.op(
+    config_schema=checked(RetentionConfig),
     description=(
         "Removes dataset versions, store files and augmentation-settings folders that "
         "neither the last K versions, the champion nor any published release reference."
-    )
+    ),
 )
 def remove_unreferenced_dataset_files(
-    context: dg.OpExecutionContext, config: RetentionConfig, storage: AzaionStorage
+    context: dg.OpExecutionContext, storage: AzaionStorage
 ) -> dg.Output[None]:
+    config = config_of(context, RetentionConfig)
     layout = storage.layout()
     protected = published_dataset_versions(context.instance)
     champion = read_champion(layout)
@@ -77,6 +83,6 @@ dataset_retention_schedule = dg.ScheduleDefinition(
     job=dataset_retention_job,
     cron_schedule=automation_settings().retention_cron,
     execution_timezone=automation_settings().retrain_timezone,
-    default_status=automation_settings().default_schedule_status(),
+    default_status=schedule_status(),
     description="Runs dataset_retention_job daily.",
 )

@@ -5,6 +5,7 @@ from itertools import islice
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.dataset.augment import AugmentedSet
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
@@ -16,6 +17,8 @@ from azaion_pipeline.lib.preview import preview_grid_png
 
 
 class TrainingDatasetConfig(dg.Config):
+    """The preview size (split shares belong to raw_annotations: splits are given at ingest)."""
+
     preview_images: int = Field(
         default=9, ge=0, le=36, description="Training images in the preview grid."
     )
@@ -42,6 +45,7 @@ def dataset_version_metadata(record: DatasetVersion) -> dict:
 @dg.asset(
     group_name="dataset",
     kinds={"python", "filesystem"},
+    config_schema=checked(TrainingDatasetConfig),
     description=(
         "datasets/azaion-{date}-{id}: train.txt/valid.txt/test.txt + data.yaml (nc 80) over "
         "the augmented store, a constant handful of files per version. The id hashes the "
@@ -50,10 +54,10 @@ def dataset_version_metadata(record: DatasetVersion) -> dict:
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
-    config: TrainingDatasetConfig,
     storage: AzaionStorage,
     augmented_dataset: AugmentedSet,
 ) -> dg.Output[DatasetVersion]:
+    config = config_of(context, TrainingDatasetConfig)
     layout = storage.layout()
     classes = storage.classes()
     store = augmented_dataset.output_dir

@@ -6,11 +6,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.export import (
     COREML_RUNTIME_NOTE,
     ExportedFile,
     ExportedModel,
+    ExportSettings,
     TensorrtExport,
     export_coreml,
     export_onnx,
@@ -18,22 +20,20 @@ from azaion_pipeline.lib.export import (
     inspect_coreml,
     tensorrt_unavailable_reason,
 )
-from azaion_pipeline.lib.parity import check_parity
-from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline.lib.parity import ParityThresholds, check_parity
+from azaion_pipeline.lib.train import ImageSize, TrainedWeights
 
 
-class ExportConfig(dg.Config):
-    imgsz: int | None = Field(default=None, description="Input size; default: the training imgsz.")
-    max_batch: int = Field(default=8, ge=1, description="Largest batch the model accepts.")
-    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="NMS score threshold in-graph.")
-    iou: float = Field(default=0.7, gt=0.0, le=1.0, description="NMS IoU threshold in-graph.")
+class ExportConfig(dg.Config, ExportSettings):
+    """What is baked into an export: ``ExportSettings`` and the input size."""
+
+    imgsz: ImageSize | None = Field(
+        default=None, description="Input size (a multiple of 32); default: the training imgsz."
+    )
 
 
-class ParityConfig(dg.Config):
-    map_tolerance: float = Field(default=0.01, ge=0.0, description="Allowed mAP50-95 gap.")
-    min_iou: float = Field(default=0.9, gt=0.0, le=1.0, description="IoU of a matched box pair.")
-    min_matched: float = Field(default=0.95, ge=0.0, le=1.0, description="Share of boxes matched.")
-    max_images: int = Field(default=200, ge=1, description="valid+test images compared.")
+class ParityConfig(dg.Config, ParityThresholds):
+    """How closely onnxruntime must agree with PyTorch (``ParityThresholds``)."""
 
 
 def exported_model_metadata(record: ExportedModel) -> dict:
@@ -53,14 +53,23 @@ def exported_model_metadata(record: ExportedModel) -> dict:
     }
 
 
+def tensorrt_export_metadata(record: TensorrtExport) -> dict:
+    """What the UI shows for a TensorrtExport: the engine's export, or why there is none."""
+    if record.engine is None:
+        return {"skipped_reason": record.skipped_reason or ""}
+    return exported_model_metadata(record.engine)
+
+
+def _settings(config: ExportConfig) -> ExportSettings:
+    return ExportSettings.model_validate(config.model_dump(exclude={"imgsz"}))
+
+
 def _record(file: ExportedFile, config: ExportConfig, source: TrainedWeights) -> ExportedModel:
     return ExportedModel(
         file=file,
         imgsz=_imgsz(config, source),
-        conf=config.conf,
-        iou=config.iou,
-        max_batch=config.max_batch,
         source=source,
+        **_settings(config).model_dump(),
     )
 
 
@@ -84,18 +93,18 @@ def _imgsz(config: ExportConfig, source: TrainedWeights) -> int:
 @dg.asset(
     group_name="export",
     kinds={"onnx"},
+    config_schema=checked(ExportConfig),
     description="ONNX with NMS inside, dynamic batch 1..max_batch, class names in metadata.",
 )
 def onnx_model(
-    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[ExportedModel]:
+    config = config_of(context, ExportConfig)
     exported = export_onnx(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        max_batch=config.max_batch,
-        conf=config.conf,
-        iou=config.iou,
+        _settings(config),
         extra_metadata={
             "model_version": trained_model.model_version,
             "dataset_version": trained_model.dataset_version,
@@ -107,17 +116,18 @@ def onnx_model(
 @dg.asset(
     group_name="export",
     kinds={"coreml"},
+    config_schema=checked(ExportConfig),
     description="CoreML .mlpackage (NMS inside) zipped into one file for transport.",
 )
 def coreml_model(
-    config: ExportConfig, storage: AzaionStorage, trained_model: TrainedWeights
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[ExportedModel]:
+    config = config_of(context, ExportConfig)
     exported = export_coreml(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        config.conf,
-        config.iou,
+        _settings(config),
     )
     return _output(exported, config, trained_model)
 
@@ -125,38 +135,35 @@ def coreml_model(
 @dg.asset(
     group_name="export",
     kinds={"tensorrt"},
+    config_schema=checked(ExportConfig),
     description=(
         "TensorRT engine for this machine's GPU. Without CUDA the record says why no engine "
         "was built (not a failure), and published_model goes on without one."
     ),
 )
 def tensorrt_model(
-    context: dg.AssetExecutionContext,
-    config: ExportConfig,
-    storage: AzaionStorage,
-    trained_model: TrainedWeights,
+    context: dg.AssetExecutionContext, storage: AzaionStorage, trained_model: TrainedWeights
 ) -> dg.Output[TensorrtExport]:
+    config = config_of(context, ExportConfig)
     reason = tensorrt_unavailable_reason()
     if reason:
         context.log.warning(f"tensorrt_model skipped: {reason}")
         record = TensorrtExport(engine=None, skipped_reason=reason)
         return dg.Output(
             record,
-            metadata={"skipped_reason": reason, "model_version": trained_model.model_version},
+            metadata=tensorrt_export_metadata(record),
             data_version=dg.DataVersion(f"none-{trained_model.model_version}"),
         )
     exported = export_tensorrt(
         trained_model.weights_path,
         _imgsz(config, trained_model),
         _exports_root(storage),
-        config.max_batch,
-        config.conf,
-        config.iou,
+        _settings(config),
     )
-    engine = _record(exported, config, trained_model)
+    record = TensorrtExport(engine=_record(exported, config, trained_model))
     return dg.Output(
-        TensorrtExport(engine=engine),
-        metadata=exported_model_metadata(engine),
+        record,
+        metadata=tensorrt_export_metadata(record),
         data_version=dg.DataVersion(exported.sha256),
     )
 
@@ -164,12 +171,16 @@ def tensorrt_model(
 @dg.asset_check(
     asset=onnx_model,
     blocking=True,
+    config_schema=checked(ParityConfig),
     description=(
         "onnxruntime vs PyTorch on the valid+test images: mAP50-95 within tolerance and "
         "every box matched by a same-class box with IoU ≥ min_iou."
     ),
 )
-def onnx_matches_pytorch(config: ParityConfig, onnx_model: ExportedModel) -> dg.AssetCheckResult:
+def onnx_matches_pytorch(
+    context: dg.AssetCheckExecutionContext, onnx_model: ExportedModel
+) -> dg.AssetCheckResult:
+    config = config_of(context, ParityConfig)
     # The export's own thresholds, so both sides filter and suppress boxes the same way.
     report = check_parity(
         onnx_path=onnx_model.file.path,
@@ -178,11 +189,8 @@ def onnx_matches_pytorch(config: ParityConfig, onnx_model: ExportedModel) -> dg.
         imgsz=onnx_model.imgsz,
         conf=onnx_model.conf,
         iou=onnx_model.iou,
-        map_tolerance=config.map_tolerance,
-        min_iou=config.min_iou,
-        min_matched=config.min_matched,
-        max_images=config.max_images,
         batch=onnx_model.max_batch,
+        thresholds=ParityThresholds.model_validate(config.model_dump()),
     )
     return dg.AssetCheckResult(
         passed=report.passed,

@@ -5,8 +5,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
-from azaion_pipeline.defs.publish.resources import AzaionApi, AzaionCdn, PublishKeys
+from azaion_pipeline.defs.config import checked, config_of
+from azaion_pipeline.defs.publish.resources import (
+    AzaionApi,
+    AzaionCdn,
+    PublishKeys,
+    ReleaseLocation,
+)
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.api_client import ApiError
 from azaion_pipeline.lib.cdn import CdnError
@@ -15,16 +22,19 @@ from azaion_pipeline.lib.distribution import IntegrityError, Release, read_point
 from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hashing import sha256_text
+from azaion_pipeline.lib.parts import SMALL_SIZE_KB
 from azaion_pipeline.lib.release_manifest import ManifestError
 from azaion_pipeline.lib.roundtrip import verify_release
 
 PUBLISH_ERRORS = (ApiError, CdnError, IntegrityError, ManifestError, OSError, ValueError)
 
 
-class PublishConfig(dg.Config):
-    model_name: str = "azaion"
-    prefix: str = "models"
-    small_size_kb: int = 3
+class PublishConfig(ReleaseLocation):
+    """Where the release goes and how much of each file stays on the API (.small)."""
+
+    small_size_kb: int = Field(
+        default=SMALL_SIZE_KB, ge=1, description="KiB of each encrypted file kept in .small."
+    )
 
 
 def release_metadata(record: Release) -> dict[str, Any]:
@@ -76,6 +86,7 @@ def _exports_of_one_model(
 @dg.asset(
     group_name="publish",
     kinds={"s3", "python"},
+    config_schema=checked(PublishConfig),
     description=(
         "Every available export of the trained model, encrypted Azaion-style, split into .small "
         "(API) and .big (CDN), with a signed manifest; the 'current' pointer moves last."
@@ -83,7 +94,6 @@ def _exports_of_one_model(
 )
 def published_model(
     context: dg.AssetExecutionContext,
-    config: PublishConfig,
     azaion_api: AzaionApi,
     azaion_cdn: AzaionCdn,
     publish_keys: PublishKeys,
@@ -92,6 +102,7 @@ def published_model(
     coreml_model: ExportedModel,
     tensorrt_model: TensorrtExport,
 ) -> dg.Output[Release]:
+    config = config_of(context, PublishConfig)
     source = onnx_model.source
     exports = _exports_of_one_model(
         context, onnx_model, {"coreml_model": coreml_model, "tensorrt_model": tensorrt_model.engine}

@@ -1,21 +1,29 @@
 """rollback: point "current" back at an earlier published version (the CLI does the same)."""
 
 import dagster as dg
+from pydantic import Field
 
-from azaion_pipeline.defs.publish.resources import AzaionCdn
+from azaion_pipeline.defs.config import checked, config_of
+from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseLocation
 from azaion_pipeline.lib.distribution import rollback as move_pointer
 
 
-class RollbackConfig(dg.Config):
-    model_name: str = "azaion"
-    version: str = ""  # empty: the release before the current one
-    prefix: str = "models"
+class RollbackConfig(ReleaseLocation):
+    """Which release becomes current again."""
+
+    version: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="The version to make current; empty: the release before the current one.",
+    )
 
 
-@dg.op(description="Moves the 'current' pointer to an earlier, already published version.")
-def move_current_pointer(
-    context: dg.OpExecutionContext, config: RollbackConfig, azaion_cdn: AzaionCdn
-) -> None:
+@dg.op(
+    config_schema=checked(RollbackConfig),
+    description="Moves the 'current' pointer to an earlier, already published version.",
+)
+def move_current_pointer(context: dg.OpExecutionContext, azaion_cdn: AzaionCdn) -> None:
+    config = config_of(context, RollbackConfig)
     pointer = move_pointer(
         azaion_cdn.upload_store(), config.model_name, config.version or None, config.prefix
     )

@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from azaion_pipeline.lib.api_client import AzaionApiClient
 from azaion_pipeline.lib.cdn import MIB, CdnStore
-from azaion_pipeline.lib.distribution import Release, fetch_artifact, publish_release
+from azaion_pipeline.lib.distribution import (
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PREFIX,
+    NAME_PATTERN,
+    PREFIX_PATTERN,
+    Release,
+    fetch_artifact,
+    publish_release,
+)
 from azaion_pipeline.lib.export import ExportedModel
 from azaion_pipeline.lib.release_manifest import ArtifactManifest, public_key_text
+from azaion_pipeline.lib.s3 import DEFAULT_REGION, s3_client
+from azaion_pipeline.lib.settings import load_settings
+
+
+class ReleaseLocation(dg.Config):
+    """Which model and key prefix a release lives under (publish and rollback)."""
+
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, pattern=NAME_PATTERN)
+    prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN)
+
+
+class S3Identity(dg.ConfigurableResource):
+    """One S3 identity: endpoint, region and key pair (secrets through EnvVar)."""
+
+    endpoint_url: str | None = None
+    region: str = DEFAULT_REGION
+    access_key_id: str
+    secret_access_key: str
+
+    def client(self):
+        return s3_client(self.endpoint_url, self.access_key_id, self.secret_access_key, self.region)
 
 
 class AzaionCdn(dg.ConfigurableResource):
     """The S3-compatible CDN, with separate write (uploader) and read (downloader) identities."""
 
     bucket: str
-    uploader: S3Resource
-    downloader: S3Resource
+    uploader: S3Identity
+    downloader: S3Identity
     part_size_mb: int = 16
     max_concurrency: int = 4
 
-    def _store(self, s3: S3Resource) -> CdnStore:
+    def _store(self, identity: S3Identity) -> CdnStore:
         part = self.part_size_mb * MIB
-        return CdnStore(s3.get_client(), self.bucket, part, part, self.max_concurrency)
+        return CdnStore(identity.client(), self.bucket, part, part, self.max_concurrency)
 
     def upload_store(self) -> CdnStore:
         return self._store(self.uploader)
@@ -122,24 +149,24 @@ class AzaionApi(dg.ConfigurableResource):
         )
 
 
-def _s3(key_var: str, secret_var: str) -> S3Resource:
-    return S3Resource(
+def _s3(key_var: str, secret_var: str) -> S3Identity:
+    return S3Identity(
         endpoint_url=dg.EnvVar("AZAION_CDN_ENDPOINT"),
-        region_name=os.environ.get("AZAION_CDN_REGION", "us-east-1"),
-        aws_access_key_id=dg.EnvVar(key_var),
-        aws_secret_access_key=dg.EnvVar(secret_var),
-        max_attempts=8,
+        region=load_settings().cdn_region,
+        access_key_id=dg.EnvVar(key_var),
+        secret_access_key=dg.EnvVar(secret_var),
     )
 
 
 def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
     """The production wiring (every secret an EnvVar); tests use it too."""
+    settings = load_settings()
     return {
         "azaion_api": AzaionApi(
             url=dg.EnvVar("AZAION_API_URL"),
             email=dg.EnvVar("AZAION_API_EMAIL"),
             password=dg.EnvVar("AZAION_API_PASSWORD"),
-            ca_bundle=os.environ.get("AZAION_API_CA_BUNDLE"),
+            ca_bundle=str(settings.api_ca_bundle) if settings.api_ca_bundle else None,
         ),
         "azaion_cdn": AzaionCdn(
             bucket=dg.EnvVar("AZAION_CDN_BUCKET"),

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.resources import GateConfig, TrainingConfig, YoloTrainer
 from azaion_pipeline.lib.champion import read_champion
@@ -61,6 +62,7 @@ def trained_weights_metadata(record: TrainedWeights) -> dict:
     group_name="training",
     kinds={"pytorch", "yolo"},
     pool="gpu",
+    config_schema=checked(TrainingConfig),
     description=(
         "YOLO weights trained on training_dataset in a child process (Dagster Pipes). "
         "Resumes a run that died; warm-starts from the champion on request."
@@ -68,19 +70,20 @@ def trained_weights_metadata(record: TrainedWeights) -> dict:
 )
 def trained_model(
     context: dg.AssetExecutionContext,
-    config: TrainingConfig,
     storage: AzaionStorage,
     yolo_trainer: YoloTrainer,
     training_pipes_client: dg.PipesSubprocessClient,
     training_dataset: DatasetVersion,
 ) -> dg.Output[TrainedWeights]:
+    config = config_of(context, TrainingConfig)
     try:
         request = yolo_trainer.request(config, training_dataset, storage.layout())
         device = preflight(request)
     except TrainingError as exc:
         raise dg.Failure(description=str(exc)) from exc
     context.log.info(
-        f"training {request.model} ({request.init}) on {request.data_yaml} with device {device}"
+        f"training {request.settings.model} ({request.settings.init}) on {request.data_yaml} "
+        f"with device {device}"
     )
     try:
         invocation = training_pipes_client.run(
@@ -104,17 +107,19 @@ def trained_model(
 @dg.asset_check(
     asset=trained_model,
     blocking=True,
+    config_schema=checked(GateConfig),
     description=(
         "Candidate vs the current champion on the same test split: passes when its mAP50-95 "
         "is ≥ champion − tolerance and ≥ the floor. Failing stops exports and publishing."
     ),
 )
 def beats_champion(
-    config: GateConfig,
+    context: dg.AssetCheckExecutionContext,
     storage: AzaionStorage,
     yolo_trainer: YoloTrainer,
     trained_model: TrainedWeights,
 ) -> dg.AssetCheckResult:
+    config = config_of(context, GateConfig)
     champion = read_champion(storage.layout())
     verdict = gate(
         candidate_weights=trained_model.weights_path,

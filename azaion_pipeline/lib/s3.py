@@ -1,0 +1,43 @@
+"""The one way this project builds S3 clients: botocore's standard retry mode (exponential
+backoff with jitter, retrying throttling, 5xx and dropped connections) and bounded timeouts.
+
+The CDN, the S3 landing zone, the command-line clients and the local stack all call
+``s3_client``, so a retry or timeout change is made here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+DEFAULT_REGION = "us-east-1"
+MAX_ATTEMPTS = 8
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+
+
+def s3_client(
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    region: str = DEFAULT_REGION,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> Any:
+    """An S3 client; without keys, credentials come from the standard AWS chain (environment,
+    profile, instance role). ``endpoint_url`` None means AWS itself."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=read_timeout_s,
+        ),
+    )
