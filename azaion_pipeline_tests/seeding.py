@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from azaion_pipeline.defs.io import RECORD_PATH_KEY, RecordIOManager
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.records import Record
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import TrainedWeights
 
 
@@ -44,15 +44,15 @@ def dataset_record(root: Path, version: str) -> DatasetVersion:
     directory = root / "datasets" / f"azaion-{version}"
     return DatasetVersion(
         version=version,
+        id=version,
         directory=directory,
         data_yaml=directory / "data.yaml",
         augmented_version="augmented",
-        augmented_manifest=root / "manifests" / "augmented.json",
+        catalogue=root / "catalogue" / "catalogue.sqlite",
+        settings_key="settings",
         class_names={0: "ArmorVehicle"},
         images={"train": 1, "valid": 1, "test": 1},
-        boxes_per_class={"train": {0: 1}, "valid": {0: 1}, "test": {0: 1}},
         reused_existing=False,
-        copied_files=0,
         preview=None,
     )
 

@@ -40,10 +40,10 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
+from azaion_pipeline.lib.dataset.versions import DATA_YAML
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import CHUNK, sha256_file, sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
-from azaion_pipeline.lib.split import DATA_YAML
 
 # data.yaml keys of the three splits (ultralytics says "val", our folders say "valid").
 YAML_SPLIT_KEYS = {"train": "train", "valid": "val", "test": "test"}

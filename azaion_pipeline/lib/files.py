@@ -14,17 +14,27 @@ def link_or_copy(source: Path | str, target: Path | str) -> bool:
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     copied = False
     try:
-        os.link(source, partial)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copy2(source, partial)
-        copied = True
-    os.replace(partial, target)  # atomic: readers see the old file or the new one
+        try:
+            os.link(source, partial)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copy2(source, partial)
+            copied = True
+        os.replace(partial, target)  # atomic: readers see the old file or the new one
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a copy cut short by a full disk leaves nothing
+        raise
     return copied
 
 
 def write_atomic(target: Path, data: bytes) -> None:
+    """Readers see the old file or the new one; a failed write (a full disk) leaves nothing."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

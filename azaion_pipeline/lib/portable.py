@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, build_manifest, version_pairs
 from azaion_pipeline.lib.distribution import Release
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.records import Record
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import TrainedWeights
 
 log = logging.getLogger(__name__)

@@ -90,6 +90,9 @@ class AutomationSettings(BaseSettings):
         default="0 3 * * *",
         description="When the TUF timestamps are re-signed; daily stays far inside their expiry.",
     )
+    retention_cron: str = Field(
+        default="30 3 * * *", description="When dataset_retention_schedule ticks."
+    )
     sensor_interval_seconds: int = Field(
         default=30, ge=1, description="Seconds between looks at the landing zone."
     )

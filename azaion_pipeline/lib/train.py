@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from azaion_pipeline.lib.classes import NUM_MODEL_CLASSES
+from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.evaluate import SplitMetrics, count_images, evaluate, split_images_dir
 from azaion_pipeline.lib.hashing import sha256_file, sha256_text
 from azaion_pipeline.lib.records import Record
@@ -334,6 +335,8 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
     from ultralytics import YOLO
 
     device = preflight(request)
+    # Our versions' label caches come from the catalogue: ultralytics scans nothing.
+    prepare_labels_caches(request.data_yaml)
     root = request.runs_root()
     last = resumable_checkpoint(root)
     run_dir = last.parents[1] if last else _next_attempt(root)

@@ -26,8 +26,8 @@ from azaion_pipeline.definitions import defs
 # (job, step, field, bad value, what the refusal must say)
 BAD_VALUES = [
     ("ingest_job", "augmented_dataset", "variants", 8, "variants"),
-    ("ingest_job", "training_dataset", "train_percent", 0, "train_percent"),
-    ("ingest_job", "training_dataset", "valid_percent", 30, "train_percent + valid_percent"),
+    ("ingest_job", "raw_annotations", "train_percent", 0, "train_percent"),
+    ("ingest_job", "raw_annotations", "valid_percent", 30, "train_percent + valid_percent"),
     ("ingest_job", "raw_annotations", "max_image_pixels", 0, "max_image_pixels"),
     ("retrain_job", "trained_model", "epochs", 0, "epochs"),
     ("retrain_job", "trained_model", "imgsz", 100, "imgsz"),
@@ -104,7 +104,7 @@ def test_bad_value_is_refused_before_a_run_is_created(publish_env, job, step, fi
 
 CLI_CASES = [
     ("augmented_dataset", "variants", 9, "variants"),
-    ("training_dataset", "valid_percent", 40, "train_percent + valid_percent"),
+    ("raw_annotations", "valid_percent", 40, "train_percent + valid_percent"),
     ("trained_model", "imgsz", 100, "imgsz"),
     ("trained_model", "epochs", 0, "epochs"),
     ("published_model", "small_size_kb", 0, "small_size_kb"),
@@ -170,7 +170,7 @@ def test_the_ui_launch_refuses_a_bad_value_before_any_run(tmp_path):
             time.sleep(1)
         for step, field, bad, message in [
             ("trained_model", "imgsz", 100, "imgsz"),
-            ("training_dataset", "valid_percent", 40, "train_percent + valid_percent"),
+            ("raw_annotations", "valid_percent", 40, "train_percent + valid_percent"),
         ]:
             job = "retrain_job" if step == "trained_model" else "ingest_job"
             with pytest.raises(DagsterGraphQLClientError) as refused:

@@ -11,20 +11,23 @@ from azaion_pipeline.defs.dataset.augmented_dataset import augmented_dataset
 from azaion_pipeline.defs.dataset.checks import (
     every_split_non_empty,
     labels_in_range,
-    no_source_in_two_splits,
+    no_near_twins_across_splits,
 )
 from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
 from azaion_pipeline.defs.dataset.training_dataset import training_dataset
 from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.classes import ClassCatalog
+from azaion_pipeline.lib.dataset.annotations import ValidationRules
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import IngestReport, ingest
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import PROJECT_ROOT
 
 SMALL = ((64, 48), (128, 96))
 DATASET_ASSETS = [raw_annotations, augmented_dataset, training_dataset]
-DATASET_CHECKS = [no_source_in_two_splits, every_split_non_empty, labels_in_range]
+DATASET_CHECKS = [no_near_twins_across_splits, every_split_non_empty, labels_in_range]
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +73,13 @@ class Harness:
         )
 
     run_config = staticmethod(run_config)
+
+    def ingest(self, include_seed: bool = False, **rules) -> tuple[Catalogue, IngestReport]:
+        """Run the lib ingest once on this root; the caller closes the catalogue."""
+        catalogue = Catalogue.of(self.layout)
+        validation = ValidationRules(self.catalog.valid_ids(), **rules)
+        report = ingest(self.layout, catalogue, validation, include_seed=include_seed, workers=1)
+        return catalogue, report
 
     def materialize(self, assets=DATASET_ASSETS, config=None, checks=()):
         """Run ``assets`` (and ``checks``) for real; config of other assets is dropped."""

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from albumentations.augmentations.pixel import functional as fpixel
 
-from azaion_pipeline.lib.annotations import collect_annotations
-from azaion_pipeline.lib.augment import AugmentSettings, augment_dataset
-from azaion_pipeline.lib.augment_transforms import FlipThenAffine, LutHueSaturationValue
+from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending
+from azaion_pipeline.lib.dataset.augment_transforms import FlipThenAffine, LutHueSaturationValue
 
 
 def textured_image(height: int = 96, width: int = 128, channels: int = 3) -> np.ndarray:
@@ -129,12 +128,15 @@ def test_flip_and_affine_are_drawn_with_azaion_probabilities():
     assert abs(both - 0.48) < 0.03
 
 
-def test_variants_are_three_channel_jpegs_of_the_source_size(harness, layout, tmp_path):
+def test_variants_are_three_channel_jpegs_of_the_source_size(harness, layout):
     harness.add_samples(2, seed=8)
-    collection = collect_annotations([(layout.data, "data")], harness.catalog.valid_ids(), 1)
-    annotations = [a.to_json() for a in collection.valid]
-    result = augment_dataset(annotations, tmp_path / "out", AugmentSettings(variants=3), 1)
-    sizes = {a["name"]: (a["height"], a["width"]) for a in annotations}
-    for entry in result.entries:
-        image = cv2.imread(entry["image"], cv2.IMREAD_UNCHANGED)
-        assert image.shape == (*sizes[entry["source"]], 3)
+    catalogue, _ = harness.ingest()
+    with catalogue:
+        result = augment_pending(catalogue, layout.processed, AugmentSettings(variants=3), 1)
+        sizes = {a.name: (a.height, a.width) for a in catalogue.iter_annotations()}
+        outputs = [o for key in catalogue.settings_keys() for o in catalogue.output_files(key)]
+    assert len(outputs) == 2 * 4
+    for image_file, _ in outputs:
+        image = cv2.imread(str(result.output_dir / "images" / image_file), cv2.IMREAD_UNCHANGED)
+        stem = image_file.split(".")[0]  # {name}_{variant}.{content}.jpg or {name}.{content}.jpg
+        assert image.shape == (*sizes[stem.rpartition("_")[0] or stem], 3)

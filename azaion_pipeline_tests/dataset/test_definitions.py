@@ -25,13 +25,15 @@ def test_definitions_hold_the_dataset_assets_and_checks():
     }
 
     checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
-    assert checks["no_source_in_two_splits"].blocking
+    assert checks["no_near_twins_across_splits"].blocking
     assert checks["every_split_non_empty"].blocking
     assert not checks["labels_in_range"].blocking
     assert all(
         checks[name].asset_key == dg.AssetKey("training_dataset")
-        for name in ("no_source_in_two_splits", "every_split_non_empty", "labels_in_range")
+        for name in ("no_near_twins_across_splits", "every_split_non_empty", "labels_in_range")
     )
+    assert "dataset_retention_schedule" in {s.name for s in defs.schedules}
+    assert defs.get_job_def("dataset_retention_job") is not None
 
 
 def test_sample_data_command_writes_the_azaion_layout(tmp_path, capsys):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from azaion_pipeline.lib.annotations import (
+from azaion_pipeline.lib.dataset.annotations import (
     AnnotationError,
     Box,
     Reason,

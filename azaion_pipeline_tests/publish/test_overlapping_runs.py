@@ -21,10 +21,10 @@ from azaion_pipeline.defs.publish.assets import published_model, roundtrip_ok
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.defs.training.assets import trained_model
 from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.distribution import Release
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import TrainedWeights
 from azaion_pipeline_tests.training.conftest import (
     failure_text,

@@ -27,6 +27,7 @@ from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.assets import trained_model
 from azaion_pipeline.defs.training.resources import YoloTrainer
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import (
     LEARNABLE,
@@ -34,7 +35,6 @@ from azaion_pipeline.lib.sample_data import (
     SampleStyle,
     generate_sample_data,
 )
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import TrainedWeights
 from azaion_pipeline_tests.seeding import seeded_instance, upstream
 

@@ -30,6 +30,9 @@ ingest_job = dg.define_asset_job(
     description="New annotations -> quarantine/dedupe -> augmentation -> train/valid/test split.",
     # The run queue lets one ingest at a time touch data-processed/ and datasets/.
     tags={"azaion/job": "ingest"},
+    # One process for the three steps: a small batch must not pay a process start-up per
+    # step; the heavy work already fans out to worker processes inside each step.
+    executor_def=dg.in_process_executor,
 )
 
 retrain_job = dg.define_asset_job(

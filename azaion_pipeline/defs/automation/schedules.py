@@ -7,8 +7,8 @@ import dagster as dg
 from azaion_pipeline.defs.automation.jobs import retrain_job
 from azaion_pipeline.defs.automation.settings import schedule_status
 from azaion_pipeline.defs.io import latest_record
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.settings import automation_settings
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import TrainedWeights
 
 

@@ -1,4 +1,4 @@
-"""augmented_dataset: every valid annotation plus N variants, built incrementally."""
+"""augmented_dataset: every valid annotation plus N variants, in the content-addressed store."""
 
 import dagster as dg
 from pydantic import Field
@@ -6,15 +6,15 @@ from pydantic import Field
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.annotations import AnnotationSet
-from azaion_pipeline.lib.augment import (
+from azaion_pipeline.lib.dataset.augment import (
     MAX_VARIANTS,
     AugmentedSet,
     AugmentSettings,
-    augment_dataset,
+    augment_pending,
 )
-from azaion_pipeline.lib.hashing import sha256_text
-from azaion_pipeline.lib.manifest import read_manifest, write_manifest
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import AnnotationSet
+from azaion_pipeline.lib.dataset.versions import version_id
 
 
 class AugmentedDatasetConfig(dg.Config):
@@ -39,12 +39,8 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
     return {
         "version": record.version,
         "annotations_version": record.annotations_version,
-        "manifest_path": dg.MetadataValue.path(str(record.manifest)),
         "images": record.images,
-        "sources": record.sources,
         "augmented_now": record.augmented_now,
-        "skipped_unchanged": record.skipped_unchanged,
-        "removed": record.removed,
         "failed": len(record.failures),
         "failures": dg.MetadataValue.json(record.failures),
         "output_dir": dg.MetadataValue.path(str(record.output_dir)),
@@ -58,7 +54,8 @@ def augmented_set_metadata(record: AugmentedSet) -> dict:
     config_schema=checked(AugmentedDatasetConfig),
     description=(
         "Each valid annotation as its original (hard-linked) plus N variants with Azaion's "
-        "transforms, under data-processed/aug-{settings key}. Incremental and deterministic."
+        "transforms, in data-processed/aug-{settings key}, named by content hash. Only "
+        "annotations without current outputs are augmented; the catalogue records each file."
     ),
 )
 def augmented_dataset(
@@ -67,47 +64,33 @@ def augmented_dataset(
     raw_annotations: AnnotationSet,
 ) -> dg.Output[AugmentedSet]:
     config = config_of(context, AugmentedDatasetConfig)
-    layout = storage.layout()
-    annotations = read_manifest(raw_annotations.manifest)["annotations"]
     settings = AugmentSettings(
         variants=config.variants,
         min_box_size=config.min_box_size,
         min_visibility=config.min_visibility,
         jpeg_quality=config.jpeg_quality,
     )
-    result = augment_dataset(
-        annotations,
-        layout.processed,
-        settings,
-        workers=config.workers,
-        on_progress=progress_logger(context, "augmented"),
-    )
-    for name, error in sorted(result.failures.items()):
+    with Catalogue(raw_annotations.catalogue) as catalogue:
+        report = augment_pending(
+            catalogue,
+            storage.layout().processed,
+            settings,
+            workers=config.workers,
+            on_progress=progress_logger(context, "augmented"),
+        )
+        version, counts = version_id(catalogue, settings.key)
+    for name, error in sorted(report.failures.items()):
         context.log.warning(f"could not augment {name}: {error}")
-    manifest = write_manifest(
-        layout.manifests,
-        "augmented_dataset",
-        {
-            "settings_key": settings.key,
-            "output_dir": str(result.output_dir),
-            "entries": result.entries,
-        },
-    )
     record = AugmentedSet(
-        version=sha256_text(
-            [settings.key, *(f"{e['image']}:{e['source_hash']}" for e in result.entries)]
-        ),
+        version=version,
         annotations_version=raw_annotations.version,
+        catalogue=raw_annotations.catalogue,
         settings_key=settings.key,
-        output_dir=result.output_dir,
-        manifest=manifest,
-        images=len(result.entries),
-        sources=len({e["source"] for e in result.entries}),
-        augmented_now=result.augmented,
-        skipped_unchanged=result.skipped,
-        removed=result.removed,
-        failures=result.failures,
+        output_dir=report.output_dir,
+        images=sum(counts.values()),
+        augmented_now=report.augmented,
+        failures=report.failures,
     )
     return dg.Output(
-        record, metadata=augmented_set_metadata(record), data_version=dg.DataVersion(record.version)
+        record, metadata=augmented_set_metadata(record), data_version=dg.DataVersion(version)
     )

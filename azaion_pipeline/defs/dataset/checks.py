@@ -1,41 +1,41 @@
-"""Checks on training_dataset, reading the laid-out files of the checked DatasetVersion back."""
-
-from pathlib import Path
+"""Checks on training_dataset, incremental: each reads what arrived since it last passed."""
 
 import dagster as dg
 
 from azaion_pipeline.defs.dataset.training_dataset import training_dataset as dataset_asset
-from azaion_pipeline.lib.manifest import read_manifest
-from azaion_pipeline.lib.split import (
-    DatasetVersion,
-    labels_out_of_range,
-    sources_in_splits,
-    split_image_counts,
-)
+from azaion_pipeline.lib.dataset import checks
+from azaion_pipeline.lib.dataset.catalogue import NEAR_DISTANCE, Catalogue
+from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
+from azaion_pipeline.lib.layout import SPLITS
 
 # Each check takes the checked asset's record as a parameter named after the asset.
+
+
+def _result(outcome: checks.CheckOutcome, what: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        metadata={
+            "checked_now": outcome.checked,
+            what: outcome.problems,
+            "examples": dg.MetadataValue.json(outcome.examples),
+        },
+    )
 
 
 @dg.asset_check(
     asset=dataset_asset,
     blocking=True,
-    description="No source annotation has images in two splits (no leakage).",
+    description=(
+        "Zero near-duplicate pairs (pHash) with one image in train and one in valid/test: "
+        "test scores are not flattered by near-twins of training images."
+    ),
 )
-def no_source_in_two_splits(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
-    entries = read_manifest(training_dataset.augmented_manifest)["entries"]
-    image_to_source = {Path(e["image"]).name: e["source"] for e in entries}
-    leaks = {
-        source: sorted(splits)
-        for source, splits in sources_in_splits(training_dataset.directory, image_to_source).items()
-        if len(splits) > 1
-    }
-    return dg.AssetCheckResult(
-        passed=not leaks,
-        metadata={
-            "leaking_sources": len(leaks),
-            "examples": dg.MetadataValue.json(dict(list(leaks.items())[:10])),
-        },
-    )
+def no_near_twins_across_splits(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
+    with Catalogue(training_dataset.catalogue) as catalogue:
+        distance = int(catalogue.get_meta(NEAR_DISTANCE, str(DEFAULT_MAX_DISTANCE)))
+        outcome = checks.no_near_twins_across_splits(catalogue, distance)
+    return _result(outcome, "cross_split_pairs")
 
 
 @dg.asset_check(
@@ -44,7 +44,7 @@ def no_source_in_two_splits(training_dataset: DatasetVersion) -> dg.AssetCheckRe
     description="train, valid and test all hold images whenever the dataset holds any.",
 )
 def every_split_non_empty(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
-    counts = split_image_counts(training_dataset.directory)
+    counts = {split: training_dataset.images[split] for split in SPLITS}
     empty = [split for split, count in counts.items() if count == 0]
     passed = not empty or sum(counts.values()) == 0
     return dg.AssetCheckResult(
@@ -56,11 +56,9 @@ def every_split_non_empty(training_dataset: DatasetVersion) -> dg.AssetCheckResu
 
 @dg.asset_check(
     asset=dataset_asset,
-    description="Every label line has a class id < 80 and coordinates in [0, 1].",
+    description="Every new label line has a class id < 80 and coordinates in [0, 1].",
 )
 def labels_in_range(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
-    problems = labels_out_of_range(training_dataset.directory)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={"bad_labels": len(problems), "examples": dg.MetadataValue.json(problems[:10])},
-    )
+    with Catalogue(training_dataset.catalogue) as catalogue:
+        outcome = checks.labels_in_range(catalogue)
+    return _result(outcome, "bad_labels")

@@ -1,25 +1,30 @@
-"""raw_annotations: every image/label pair validated; bad ones quarantined with a reason."""
+"""raw_annotations: the catalogue brought up to date with data/ by delta; bad pairs quarantined."""
 
 from collections import Counter
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.annotations import (
+from azaion_pipeline.lib.dataset.annotations import (
+    DEFAULT_MAX_BOXES,
     DEFAULT_MAX_IMAGE_PIXELS,
-    AnnotationSet,
-    ValidationCache,
-    collect_annotations,
+    DEFAULT_MAX_LABEL_BYTES,
+    ValidationRules,
 )
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import AnnotationSet, ingest
+from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
+from azaion_pipeline.lib.dataset.split import SplitShares
 from azaion_pipeline.lib.histogram import class_histogram_markdown
-from azaion_pipeline.lib.manifest import write_manifest
-from azaion_pipeline.lib.quarantine import quarantine
 
 
 class RawAnnotationsConfig(dg.Config):
+    """Validation limits, the split shares of new groups (test takes the rest) and the
+    near-duplicate distance."""
+
     include_seed: bool = Field(
         default=False,
         description="Also take operator annotations from data-seed/ (not yet validated).",
@@ -27,22 +32,54 @@ class RawAnnotationsConfig(dg.Config):
     max_image_pixels: int = Field(
         default=DEFAULT_MAX_IMAGE_PIXELS, gt=0, description="Larger images are quarantined."
     )
-    workers: int = Field(default=0, ge=0, description="Validation processes; 0 = every core.")
+    max_label_bytes: int = Field(
+        default=DEFAULT_MAX_LABEL_BYTES, ge=1, description="Larger label files are quarantined."
+    )
+    max_boxes: int = Field(
+        default=DEFAULT_MAX_BOXES, ge=1, description="Labels with more boxes are quarantined."
+    )
+    train_percent: int = Field(
+        default=SplitShares.train, gt=0, lt=100, description="Share of new groups in train."
+    )
+    valid_percent: int = Field(
+        default=SplitShares.valid, gt=0, lt=100, description="Share of new groups in valid."
+    )
+    near_duplicate_distance: int = Field(
+        default=DEFAULT_MAX_DISTANCE,
+        ge=0,
+        le=16,
+        description="pHash bits within which two images are near-twins and share a split.",
+    )
+    workers: int = Field(default=0, ge=0, description="Validation threads; 0 = every core.")
+
+    @model_validator(mode="after")
+    def _test_share_left(self):
+        if self.train_percent + self.valid_percent >= 100:
+            raise ValueError(
+                f"train_percent + valid_percent must be < 100 so test keeps a share, got "
+                f"{self.train_percent} + {self.valid_percent}"
+            )
+        return self
 
 
 def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dict:
     """What the UI shows for an AnnotationSet."""
     return {
         "version": record.version,
-        "manifest_path": dg.MetadataValue.path(str(record.manifest)),
+        "catalogue": dg.MetadataValue.path(str(record.catalogue)),
         "valid": record.valid,
+        "accepted_now": record.accepted_now,
+        "updated_now": record.updated_now,
+        "removed_now": record.removed_now,
+        "validated_now": record.validated_now,
         "quarantined": record.quarantined,
         "duplicates": record.duplicates,
         "quarantined_by_reason": dg.MetadataValue.json(record.quarantined_by_reason),
         "quarantine_failures": record.quarantine_failures,
         "reasons_path": dg.MetadataValue.path(str(record.reasons_file)),
+        "excluded_near_twins": record.excluded,
+        "excluded_examples": dg.MetadataValue.json(record.excluded_examples),
         "boxes": sum(record.boxes_per_class.values()),
-        "validated_now": record.validated_now,
         "class_histogram": dg.MetadataValue.md(
             class_histogram_markdown(record.boxes_per_class, names, "boxes per class")
         ),
@@ -51,11 +88,12 @@ def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dic
 
 @dg.asset(
     group_name="dataset",
-    kinds={"python", "filesystem"},
+    kinds={"python", "sqlite"},
     config_schema=checked(RawAnnotationsConfig),
     description=(
-        "Every image/label pair under data/ (and data-seed/ when configured), validated. "
-        "Failing pairs move to data-corrupted/ with a line in reasons.jsonl."
+        "The annotation catalogue: every pair under data/ (and data-seed/ when configured), "
+        "validated once, updated by delta; new pairs get their split for good. Failing "
+        "pairs move to data-corrupted/ with a line in reasons.jsonl."
     ),
 )
 def raw_annotations(
@@ -63,46 +101,48 @@ def raw_annotations(
 ) -> dg.Output[AnnotationSet]:
     config = config_of(context, RawAnnotationsConfig)
     layout = storage.layout()
-    catalog = storage.classes()
-    sources = [(layout.data, "data")]
-    if config.include_seed:
-        sources.append((layout.data_seed, "data-seed"))
-    cache = ValidationCache(
-        layout.manifests / "validation-cache.json", catalog.valid_ids(), config.max_image_pixels
+    classes = storage.classes()
+    rules = ValidationRules(
+        classes.valid_ids(), config.max_image_pixels, config.max_label_bytes, config.max_boxes
     )
-    collection = collect_annotations(
-        sources,
-        catalog.valid_ids(),
-        max_pixels=config.max_image_pixels,
-        workers=config.workers,
-        on_progress=progress_logger(context, "validated"),
-        cache=cache,
-    )
-    cache.save(collection.valid)
-    outcome = quarantine(layout.corrupted, collection.rejected)
-    for failure in outcome.failed:
+    with Catalogue.of(layout) as catalogue:
+        report = ingest(
+            layout,
+            catalogue,
+            rules,
+            include_seed=config.include_seed,
+            shares=SplitShares(config.train_percent, config.valid_percent),
+            max_distance=config.near_duplicate_distance,
+            workers=config.workers,
+            on_progress=progress_logger(context, "validated"),
+        )
+        excluded = catalogue.excluded()
+        record = AnnotationSet(
+            version=catalogue.content_version(),
+            catalogue=catalogue.path,
+            valid=report.total,
+            accepted_now=len(report.accepted),
+            updated_now=len(report.updated),
+            removed_now=len(report.removed),
+            validated_now=report.validated_now,
+            quarantined=len(report.rejected),
+            duplicates=report.duplicates,
+            quarantined_by_reason=dict(
+                sorted(Counter(r.reason.split(":")[0] for r in report.rejected).items())
+            ),
+            quarantine_failures=len(report.quarantine_failures),
+            reasons_file=layout.corrupted / "reasons.jsonl",
+            boxes_per_class=dict(sorted(catalogue.class_counts().items())),
+            excluded=len(excluded),
+            excluded_examples=dict(list(excluded.items())[:10]),
+            near_duplicate_distance=config.near_duplicate_distance,
+        )
+    for failure in report.quarantine_failures:
         context.log.warning(f"could not quarantine {failure}")
-
-    manifest = write_manifest(
-        layout.manifests,
-        "raw_annotations",
-        {"version": collection.version, "annotations": [a.to_json() for a in collection.valid]},
-    )
-    by_reason = Counter(r.reason.split(":")[0] for r in collection.rejected)
-    record = AnnotationSet(
-        version=collection.version,
-        manifest=manifest,
-        valid=len(collection.valid),
-        quarantined=len(collection.rejected),
-        duplicates=collection.duplicates,
-        quarantined_by_reason=dict(sorted(by_reason.items())),
-        quarantine_failures=len(outcome.failed),
-        reasons_file=layout.corrupted / "reasons.jsonl",
-        boxes_per_class=dict(sorted(collection.class_counts().items())),
-        validated_now=len(collection.valid) + len(collection.rejected) - cache.hits,
-    )
+    for name, why in report.splits.excluded.items():
+        context.log.warning(f"{name} left out of training: {why}")
     return dg.Output(
         record,
-        metadata=annotation_set_metadata(record, catalog.names()),
+        metadata=annotation_set_metadata(record, classes.names()),
         data_version=dg.DataVersion(record.version),
     )

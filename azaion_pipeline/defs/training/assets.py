@@ -8,8 +8,8 @@ from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.executor import GPU_STEP_TAGS
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.training.resources import TrainingConfig, YoloTrainer
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.plots import png_markdown
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import (
     TrainedWeights,
     TrainingError,

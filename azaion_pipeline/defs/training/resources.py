@@ -8,9 +8,9 @@ from pydantic import Field
 
 from azaion_pipeline.defs.training.k8s import k8s_training_client, training_backend
 from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
-from azaion_pipeline.lib.split import DatasetVersion
 from azaion_pipeline.lib.train import (
     TrainingRequest,
     TrainingSettings,

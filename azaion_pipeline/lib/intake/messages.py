@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from azaion_pipeline.lib.annotations import unsafe_name_detail
+from azaion_pipeline.lib.dataset.annotations import unsafe_name_detail
 from azaion_pipeline.lib.sample_data import format_label
 
 STATUS_PROPERTY = "AnnotationStatus"

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from azaion_pipeline.lib.annotations import IMAGE_SUFFIXES
+from azaion_pipeline.lib.dataset.annotations import IMAGE_SUFFIXES
 from azaion_pipeline.lib.files import link_or_copy
 from azaion_pipeline.lib.intake.messages import (
     AnnotationBulkMessage,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from azaion_pipeline.lib.annotations import Rejection
+from azaion_pipeline.lib.dataset.annotations import Rejection
 
 REASONS_FILE = "reasons.jsonl"
 
@@ -36,8 +36,10 @@ def _free_target(target: Path) -> Path:
 
 def quarantine(corrupted: Path, rejections: list[Rejection]) -> QuarantineOutcome:
     """Move each rejection's files under ``corrupted/{images,labels}`` and log its reason."""
-    corrupted.mkdir(parents=True, exist_ok=True)
     outcome = QuarantineOutcome(moved=[], failed=[])
+    if not rejections:
+        return outcome
+    corrupted.mkdir(parents=True, exist_ok=True)
     detected_at = datetime.now(UTC).isoformat(timespec="seconds")
     with open(corrupted / REASONS_FILE, "a", encoding="utf-8") as reasons:
         for rejection in rejections:

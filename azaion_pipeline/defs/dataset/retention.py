@@ -1,0 +1,88 @@
+"""dataset_retention: a job (and its daily schedule) that removes what no kept model uses."""
+
+import dagster as dg
+from pydantic import Field
+
+from azaion_pipeline.defs.automation.settings import schedule_status
+from azaion_pipeline.defs.config import checked, config_of
+from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.retention import apply_retention
+from azaion_pipeline.lib.settings import automation_settings
+
+# Every published release names the dataset version it was trained on.
+PUBLISHED_ASSET = dg.AssetKey("published_model")
+
+
+class RetentionConfig(dg.Config):
+    """How many of the newest dataset versions are always kept."""
+
+    keep_last: int = Field(default=5, ge=1, description="Newest dataset versions always kept.")
+
+
+def published_dataset_versions(instance: dg.DagsterInstance) -> set[str]:
+    """The dataset version of every release published_model ever recorded."""
+    found, cursor = set(), None
+    while True:
+        page = instance.fetch_materializations(PUBLISHED_ASSET, limit=1000, cursor=cursor)
+        for record in page.records:
+            entry = record.asset_materialization.metadata.get("dataset_version")
+            if entry is not None and entry.value:
+                found.add(str(entry.value))
+        if not page.has_more:
+            return found
+        cursor = page.cursor
+
+
+@dg.op(
+    config_schema=checked(RetentionConfig),
+    description=(
+        "Removes dataset versions, store files and augmentation-settings folders that "
+        "neither the last K versions, the champion nor any published release reference."
+    ),
+)
+def remove_unreferenced_dataset_files(
+    context: dg.OpExecutionContext, storage: AzaionStorage
+) -> dg.Output[None]:
+    config = config_of(context, RetentionConfig)
+    layout = storage.layout()
+    protected = published_dataset_versions(context.instance)
+    champion = read_champion(layout)
+    if champion and champion.dataset_version:
+        protected.add(champion.dataset_version)
+    with Catalogue.of(layout) as catalogue:
+        report = apply_retention(catalogue, layout, config.keep_last, protected)
+    context.log.info(
+        f"freed {report.bytes_freed} bytes: {len(report.removed_versions)} versions, "
+        f"{report.removed_files} store files, {len(report.removed_settings)} settings folders"
+    )
+    return dg.Output(
+        None,
+        metadata={
+            "bytes_freed": report.bytes_freed,
+            "removed_versions": dg.MetadataValue.json(report.removed_versions),
+            "removed_files": report.removed_files,
+            "removed_settings": dg.MetadataValue.json(report.removed_settings),
+            "kept_versions": dg.MetadataValue.json(report.kept_versions),
+            "protected": dg.MetadataValue.json(sorted(protected)),
+        },
+    )
+
+
+@dg.job(
+    description="Dataset retention: frees what no kept model or recent version references.",
+    tags={"azaion/job": "ingest"},  # shares the ingest queue: never runs beside an ingest
+)
+def dataset_retention_job() -> None:
+    remove_unreferenced_dataset_files()
+
+
+dataset_retention_schedule = dg.ScheduleDefinition(
+    name="dataset_retention_schedule",
+    job=dataset_retention_job,
+    cron_schedule=automation_settings().retention_cron,
+    execution_timezone=automation_settings().retrain_timezone,
+    default_status=schedule_status(),
+    description="Runs dataset_retention_job daily.",
+)

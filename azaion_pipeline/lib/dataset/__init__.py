@@ -1,0 +1,1 @@
+"""The dataset stage: catalogue, validation, quarantine, augmentation, splits, versions."""

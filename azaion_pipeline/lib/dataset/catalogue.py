@@ -1,0 +1,546 @@
+"""The annotation catalogue: one SQLite file that every dataset run updates by delta.
+
+It holds what used to be rebuilt in full on every run (validation cache, raw and augmented
+manifests, augmentation state): each accepted annotation with its files' stat keys, hashes,
+boxes and perceptual hash; the split each name was given (never deleted, never changed);
+every augmented output with its size and label text; and every dataset version built.
+
+WAL mode: readers (checks, the UI) never block the run that writes, and a run killed
+mid-way leaves the last committed state. Each run's changes commit in batches, so a
+SIGKILL loses at most the uncommitted tail, which the next run simply redoes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from azaion_pipeline.lib.hashing import sha256_text
+from azaion_pipeline.lib.layout import AzaionLayout
+
+CATALOGUE_FILE = "catalogue.sqlite"
+# The split lists' running sums are kept modulo this (a multiset hash: order-free, and an
+# entry added then removed leaves no trace).
+LIST_SUM_MODULUS = 1 << 256
+EXCLUDED = "excluded"
+# meta key: the pHash distance the last ingest grouped splits at (what the check uses).
+NEAR_DISTANCE = "near_duplicate_distance"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS annotations (
+    name TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    image TEXT NOT NULL,
+    label TEXT NOT NULL,
+    image_stat TEXT NOT NULL,
+    label_stat TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    label_sha256 TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    boxes TEXT NOT NULL,
+    phash INTEGER NOT NULL,
+    media_name TEXT,
+    accepted_run INTEGER NOT NULL,
+    arrived_ns INTEGER NOT NULL,
+    rules TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_image ON annotations (image_sha256);
+CREATE INDEX IF NOT EXISTS annotations_media ON annotations (media_name);
+CREATE TABLE IF NOT EXISTS splits (
+    name TEXT PRIMARY KEY,
+    split TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    assigned_run INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS splits_run ON splits (assigned_run);
+CREATE TABLE IF NOT EXISTS outputs (
+    settings_key TEXT NOT NULL,
+    source TEXT NOT NULL,
+    variant INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    image TEXT NOT NULL,
+    label TEXT NOT NULL,
+    image_size INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    label_text TEXT NOT NULL,
+    augmented_run INTEGER NOT NULL,
+    PRIMARY KEY (settings_key, source, variant)
+);
+CREATE INDEX IF NOT EXISTS outputs_run ON outputs (augmented_run);
+CREATE INDEX IF NOT EXISTS outputs_image ON outputs (settings_key, image);
+CREATE TABLE IF NOT EXISTS list_sums (
+    settings_key TEXT NOT NULL,
+    split TEXT NOT NULL,
+    total TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    PRIMARY KEY (settings_key, split)
+);
+CREATE TABLE IF NOT EXISTS class_counts (class_id INTEGER PRIMARY KEY, boxes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    train INTEGER NOT NULL,
+    valid INTEGER NOT NULL,
+    test INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One annotation as the catalogue holds it."""
+
+    name: str
+    origin: str
+    image: str
+    label: str
+    image_stat: str
+    label_stat: str
+    image_sha256: str
+    label_sha256: str
+    width: int
+    height: int
+    boxes: list
+    phash: int
+    media_name: str | None
+    accepted_run: int = 0
+    arrived_ns: int = 0
+    rules: str = ""  # the validation rules it passed (new rules validate it again)
+
+    @property
+    def content_hash(self) -> str:
+        """Identity of the annotation's content: changes when its image or label changes."""
+        return sha256_text([self.image_sha256, self.label_sha256])
+
+
+class Newcomer(NamedTuple):
+    """An annotation waiting for its split."""
+
+    name: str
+    phash: int
+    media_name: str | None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One augmented file pair in the content-addressed store (variant 0 is the original)."""
+
+    source: str
+    variant: int
+    content_hash: str
+    image: str  # file names inside the store's images/ and labels/
+    label: str
+    image_size: int
+    width: int
+    height: int
+    label_text: str
+
+
+def list_line(split: str, image_file: str) -> str:
+    """One line of ``{split}.txt``: relative to the version folder, as ultralytics reads it."""
+    return f"./{split}/images/{image_file}"
+
+
+def in_split_list(split: str, variant: int) -> bool:
+    """valid and test take originals only: a model is judged on real images."""
+    return split == "train" or (split in ("valid", "test") and variant == 0)
+
+
+def _line_value(line: str) -> int:
+    return int(sha256_text([line]), 16)
+
+
+def catalogue_path(layout: AzaionLayout) -> Path:
+    return layout.root / "catalogue" / CATALOGUE_FILE
+
+
+class Catalogue:
+    """The dataset stage's state. Open one per run; ``with Catalogue(path) as c:`` closes it."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed transaction survives a process kill (only an
+        # OS crash may lose the last ones), at a fraction of FULL's fsyncs.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @classmethod
+    def of(cls, layout: AzaionLayout) -> Catalogue:
+        return cls(catalogue_path(layout))
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # meta
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def next_run(self) -> int:
+        """A new run number: "accepted earlier" and "assigned earlier" compare these."""
+        with self.transaction():
+            run = int(self.get_meta("run", "0")) + 1
+            self.set_meta("run", str(run))
+        return run
+
+    # annotations
+
+    def stat_keys(self) -> dict[str, tuple[str, str, str, str, str]]:
+        """name -> (image path, label path, image stat key, label stat key, rules key)."""
+        rows = self.db.execute(
+            "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
+
+    def get(self, name: str) -> Accepted | None:
+        row = self.db.execute(
+            f"SELECT {_ACCEPTED_COLUMNS} FROM annotations WHERE name = ?", (name,)
+        )
+        found = row.fetchone()
+        return _accepted(found) if found else None
+
+    def holder_of_image(self, image_sha256: str) -> Accepted | None:
+        """The accepted annotation whose image has these bytes, if any."""
+        row = self.db.execute(
+            f"SELECT {_ACCEPTED_COLUMNS} FROM annotations WHERE image_sha256 = ? LIMIT 1",
+            (image_sha256,),
+        ).fetchone()
+        return _accepted(row) if row else None
+
+    def put(self, annotation: Accepted) -> None:
+        """Insert or update; a name already accepted keeps its first run and arrival."""
+        self._forget_content(annotation.name)
+        self._count_content(annotation.name, annotation.content_hash, annotation.boxes, +1)
+        self.db.execute(
+            f"""INSERT INTO annotations ({_ACCEPTED_COLUMNS}, content_hash)
+            VALUES ({", ".join("?" * (_ACCEPTED_COLUMN_COUNT + 1))})
+            ON CONFLICT (name) DO UPDATE SET
+                origin = excluded.origin, image = excluded.image, label = excluded.label,
+                image_stat = excluded.image_stat, label_stat = excluded.label_stat,
+                image_sha256 = excluded.image_sha256, label_sha256 = excluded.label_sha256,
+                width = excluded.width, height = excluded.height, boxes = excluded.boxes,
+                phash = excluded.phash, media_name = excluded.media_name,
+                rules = excluded.rules, content_hash = excluded.content_hash""",
+            (*_row(annotation), annotation.content_hash),
+        )
+
+    def remove(self, name: str) -> None:
+        """Forget an annotation and its outputs' list entries (files stay for retention)."""
+        for key in self.settings_keys():
+            self.remove_outputs(key, name)
+        self._forget_content(name)
+        self.db.execute("DELETE FROM annotations WHERE name = ?", (name,))
+
+    def _forget_content(self, name: str) -> None:
+        row = self.db.execute(
+            "SELECT content_hash, boxes FROM annotations WHERE name = ?", (name,)
+        ).fetchone()
+        if row:
+            self._count_content(name, row[0], json.loads(row[1]), -1)
+
+    def _count_content(self, name: str, content_hash: str, boxes: list, sign: int) -> None:
+        """Keep the content version and the class histogram current, by delta."""
+        total = int(self.get_meta("content_sum", "0"), 16)
+        total = (total + sign * _line_value(f"{name}:{content_hash}")) % LIST_SUM_MODULUS
+        self.set_meta("content_sum", f"{total:064x}")
+        for box in boxes:
+            self.db.execute(
+                """INSERT INTO class_counts VALUES (?, ?)
+                ON CONFLICT (class_id) DO UPDATE SET boxes = boxes + excluded.boxes""",
+                (int(box[0]), sign),
+            )
+
+    def iter_annotations(self, names: Iterable[str] | None = None) -> Iterator[Accepted]:
+        if names is None:
+            query = f"SELECT {_ACCEPTED_COLUMNS} FROM annotations ORDER BY name"
+            yield from map(_accepted, self.db.execute(query))
+            return
+        for name in names:
+            if found := self.get(name):
+                yield found
+
+    def class_counts(self) -> dict[int, int]:
+        rows = self.db.execute("SELECT class_id, boxes FROM class_counts WHERE boxes > 0")
+        return dict(rows)
+
+    def content_version(self) -> str:
+        """A hash over every (name, content) pair, order-free, maintained by delta."""
+        return sha256_text([self.get_meta("content_sum", "0")])
+
+    # splits
+
+    def split_of(self, name: str) -> str | None:
+        row = self.db.execute("SELECT split FROM splits WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def assign_split(self, name: str, split: str, reason: str, run: int) -> None:
+        """Record ``name``'s split; a name that has one keeps it forever."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO splits VALUES (?, ?, ?, ?)", (name, split, reason, run)
+        )
+
+    def unassigned(self) -> list[Newcomer]:
+        """Accepted annotations without a split yet, in arrival order (what grouping needs
+        only: a first run at 100k must not hold every box list at once)."""
+        rows = self.db.execute(
+            """SELECT a.name, a.phash, a.media_name FROM annotations a
+            LEFT JOIN splits s ON s.name = a.name WHERE s.name IS NULL
+            ORDER BY a.arrived_ns, a.name"""
+        )
+        return [Newcomer(*row) for row in rows]
+
+    def splits_of_media(self, media_name: str) -> set[str]:
+        rows = self.db.execute(
+            """SELECT DISTINCT s.split FROM annotations a JOIN splits s ON s.name = a.name
+            WHERE a.media_name = ?""",
+            (media_name,),
+        )
+        return {split for (split,) in rows}
+
+    def perceptual_hashes(self) -> tuple[list[str], list[int], list[str]]:
+        """Every accepted annotation's name, pHash and split (for near-duplicate search)."""
+        names, hashes, splits = [], [], []
+        rows = self.db.execute(
+            """SELECT a.name, a.phash, COALESCE(s.split, '') FROM annotations a
+            LEFT JOIN splits s ON s.name = a.name"""
+        )
+        for name, phash, split in rows:
+            names.append(name)
+            hashes.append(phash)
+            splits.append(split)
+        return names, hashes, splits
+
+    def excluded(self) -> dict[str, str]:
+        """Accepted annotations left out of training, with why."""
+        rows = self.db.execute(
+            """SELECT s.name, s.reason FROM splits s JOIN annotations a ON a.name = s.name
+            WHERE s.split = ?""",
+            (EXCLUDED,),
+        )
+        return dict(rows)
+
+    def assigned_since(self, run: int) -> list[str]:
+        rows = self.db.execute(
+            """SELECT s.name FROM splits s JOIN annotations a ON a.name = s.name
+            WHERE s.assigned_run > ?""",
+            (run,),
+        )
+        return [name for (name,) in rows]
+
+    # augmented outputs
+
+    def settings_keys(self) -> list[str]:
+        """Augmentation settings with outputs (from the small sums table, not a scan)."""
+        rows = self.db.execute("SELECT DISTINCT settings_key FROM list_sums")
+        return [key for (key,) in rows]
+
+    def pending(self, settings_key: str) -> list[str]:
+        """Names (with a split other than excluded) whose outputs for ``settings_key`` are
+        missing or from older content."""
+        rows = self.db.execute(
+            """SELECT a.name FROM annotations a
+            JOIN splits s ON s.name = a.name AND s.split != ?
+            LEFT JOIN outputs o ON o.settings_key = ? AND o.source = a.name AND o.variant = 0
+            WHERE o.content_hash IS NULL OR o.content_hash != a.content_hash
+            ORDER BY a.name""",
+            (EXCLUDED, settings_key),
+        )
+        return [name for (name,) in rows]
+
+    def add_outputs(self, settings_key: str, outputs: list[Output], run: int) -> None:
+        """Record one annotation's outputs, replacing any older ones, and update the sums."""
+        if not outputs:
+            return
+        self.remove_outputs(settings_key, outputs[0].source)
+        split = self.split_of(outputs[0].source)
+        for output in outputs:
+            self.db.execute(
+                "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    settings_key,
+                    output.source,
+                    output.variant,
+                    output.content_hash,
+                    output.image,
+                    output.label,
+                    output.image_size,
+                    output.width,
+                    output.height,
+                    output.label_text,
+                    run,
+                ),
+            )
+            if split and in_split_list(split, output.variant):
+                self._add_to_sum(settings_key, split, list_line(split, output.image), +1)
+
+    def remove_outputs(self, settings_key: str, source: str) -> None:
+        split = self.split_of(source)
+        rows = self.db.execute(
+            "SELECT variant, image FROM outputs WHERE settings_key = ? AND source = ?",
+            (settings_key, source),
+        ).fetchall()
+        for variant, image in rows:
+            if split and in_split_list(split, variant):
+                self._add_to_sum(settings_key, split, list_line(split, image), -1)
+        self.db.execute(
+            "DELETE FROM outputs WHERE settings_key = ? AND source = ?", (settings_key, source)
+        )
+
+    def _add_to_sum(self, settings_key: str, split: str, line: str, sign: int) -> None:
+        row = self.db.execute(
+            "SELECT total, entries FROM list_sums WHERE settings_key = ? AND split = ?",
+            (settings_key, split),
+        ).fetchone()
+        total, entries = (int(row[0], 16), row[1]) if row else (0, 0)
+        total = (total + sign * _line_value(line)) % LIST_SUM_MODULUS
+        self.db.execute(
+            "INSERT OR REPLACE INTO list_sums VALUES (?, ?, ?, ?)",
+            (settings_key, split, f"{total:064x}", entries + sign),
+        )
+
+    def list_sums(self, settings_key: str) -> dict[str, tuple[str, int]]:
+        """split -> (running hash of its list, entries): the version id's ingredients."""
+        rows = self.db.execute(
+            "SELECT split, total, entries FROM list_sums WHERE settings_key = ?", (settings_key,)
+        )
+        return {split: (total, entries) for split, total, entries in rows}
+
+    def split_entries(self, settings_key: str, split: str) -> Iterator[Output]:
+        """The outputs in ``split``'s list, by image file name (streamed)."""
+        variant_filter = "" if split == "train" else "AND o.variant = 0"
+        rows = self.db.execute(
+            f"""SELECT o.source, o.variant, o.content_hash, o.image, o.label, o.image_size,
+                o.width, o.height, o.label_text
+            FROM outputs o JOIN splits s ON s.name = o.source AND s.split = ?
+            WHERE o.settings_key = ? {variant_filter} ORDER BY o.image""",
+            (split, settings_key),
+        )
+        for row in rows:
+            yield Output(*row)
+
+    def labels_since(self, run: int) -> Iterator[tuple[str, str]]:
+        """(label file, text) of every output written after ``run``."""
+        yield from self.db.execute(
+            "SELECT label, label_text FROM outputs WHERE augmented_run > ?", (run,)
+        )
+
+    def outputs_named(self, settings_key: str, images: list[str]) -> Iterator[Output]:
+        """The outputs with these image file names (those the catalogue still holds)."""
+        for start in range(0, len(images), 500):
+            chunk = images[start : start + 500]
+            yield from (
+                Output(*row)
+                for row in self.db.execute(
+                    f"""SELECT source, variant, content_hash, image, label, image_size, width,
+                        height, label_text FROM outputs
+                    WHERE settings_key = ? AND image IN ({", ".join("?" * len(chunk))})""",
+                    (settings_key, *chunk),
+                )
+            )
+
+    def output_files(self, settings_key: str) -> Iterator[tuple[str, str]]:
+        yield from self.db.execute(
+            "SELECT image, label FROM outputs WHERE settings_key = ?", (settings_key,)
+        )
+
+    # versions
+
+    def version(self, version_id: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT id, name, settings_key, created_at, train, valid, test FROM versions WHERE id = ?",
+            (version_id,),
+        ).fetchone()
+        return dict(zip(_VERSION_COLUMNS, row, strict=True)) if row else None
+
+    def add_version(self, version: dict) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            tuple(version[c] for c in _VERSION_COLUMNS),
+        )
+
+    def versions(self) -> list[dict]:
+        """Every recorded version, newest first."""
+        rows = self.db.execute(
+            "SELECT id, name, settings_key, created_at, train, valid, test FROM versions "
+            "ORDER BY created_at DESC, id"
+        )
+        return [dict(zip(_VERSION_COLUMNS, row, strict=True)) for row in rows]
+
+    def forget_version(self, version_id: str) -> None:
+        self.db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
+
+    def forget_outputs_of(self, settings_key: str) -> None:
+        self.db.execute("DELETE FROM outputs WHERE settings_key = ?", (settings_key,))
+        self.db.execute("DELETE FROM list_sums WHERE settings_key = ?", (settings_key,))
+
+
+_VERSION_COLUMNS = ("id", "name", "settings_key", "created_at", "train", "valid", "test")
+_FIELDS = (
+    "name",
+    "origin",
+    "image",
+    "label",
+    "image_stat",
+    "label_stat",
+    "image_sha256",
+    "label_sha256",
+    "width",
+    "height",
+    "boxes",
+    "phash",
+    "media_name",
+    "accepted_run",
+    "arrived_ns",
+    "rules",
+)
+_ACCEPTED_COLUMNS = ", ".join(_FIELDS)
+_ACCEPTED_COLUMN_COUNT = len(_FIELDS)
+
+
+def _row(annotation: Accepted) -> tuple:
+    values = [getattr(annotation, f) for f in _FIELDS]
+    values[_FIELDS.index("boxes")] = json.dumps(annotation.boxes)
+    return tuple(values)
+
+
+def _accepted(row) -> Accepted:
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["boxes"] = json.loads(values["boxes"])
+    return Accepted(**values)

@@ -1,0 +1,112 @@
+"""ultralytics' ``labels.cache`` written from what we already know, instead of a scan.
+
+On a new dataset ultralytics opens every image and label to build its cache (~2M files at
+360k annotations). The catalogue already holds each output's size and label text, so the
+cache is written directly: the same dict, the same hash (paths, sizes, mtimes), so
+ultralytics loads it as its own and scans nothing. Correct under edits by construction:
+store files are named by content hash, so edited content has a new path.
+
+``write_labels_cache`` is the plain function (entries + target folder); a GPU node that
+synced a version from S3 calls it with the entries it received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.versions import YAML_KEYS, read_list
+from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+
+
+@dataclass(frozen=True)
+class LabelEntry:
+    image: str  # file name in the split's images/ folder
+    width: int
+    height: int
+    label_text: str
+
+
+def _boxes(text: str) -> np.ndarray:
+    rows = [line.split() for line in text.strip().splitlines() if line.strip()]
+    boxes = np.array(rows, dtype=np.float32).reshape(-1, 5)
+    if len(boxes):
+        # ultralytics drops repeated rows (and sorts them when it does): same here.
+        _, keep = np.unique(boxes, axis=0, return_index=True)
+        if len(keep) < len(boxes):
+            boxes = boxes[keep]
+    return boxes
+
+
+def write_labels_cache(split_dir: Path, entries: Iterable[LabelEntry], class_count: int) -> Path:
+    """Write ``split_dir/labels.cache`` for the images ``entries`` name under
+    ``split_dir/images`` (labels under ``split_dir/labels``), as ultralytics would.
+
+    The hash also covers ultralytics' scan arguments (keypoints off, ``class_count``
+    classes, not single-class); a training with other ones rescans, correctly.
+    """
+    from ultralytics.data.dataset import DATASET_CACHE_VERSION
+    from ultralytics.data.utils import get_hash, img2label_paths, save_dataset_cache_file
+
+    by_image = {str(split_dir / IMAGES / e.image): e for e in entries}
+    images = sorted(by_image)  # ultralytics sorts the list file's paths
+    labels = img2label_paths(images)
+    cache = {
+        "labels": [
+            {
+                "im_file": image,
+                "shape": (by_image[image].height, by_image[image].width),
+                "cls": (boxes := _boxes(by_image[image].label_text))[:, 0:1],
+                "bboxes": boxes[:, 1:],
+                "segments": [],
+                "keypoints": None,
+                "normalized": True,
+                "bbox_format": "xywh",
+            }
+            for image in images
+        ],
+        "hash": get_hash(labels + images + [str((False, class_count, None, False))]),
+        "results": (
+            len(images),
+            0,
+            sum(not by_image[i].label_text.strip() for i in images),
+            0,
+            len(images),
+        ),
+        "msgs": [],
+    }
+    path = split_dir / f"{LABELS}.cache"
+    save_dataset_cache_file("", path, cache, DATASET_CACHE_VERSION)
+    return path
+
+
+def prepare_labels_caches(data_yaml: Path) -> list[Path]:
+    """Write the label caches of a version built by ``versions.build_version`` (no-op for
+    any other data.yaml). Called before training, so versions never trained cost nothing."""
+    spec = yaml.safe_load(Path(data_yaml).read_text())
+    if "azaion_catalogue" not in spec:
+        return []
+    written = []
+    version_dir = Path(spec.get("path") or Path(data_yaml).parent).resolve()
+    with Catalogue(Path(spec["azaion_catalogue"])) as catalogue:
+        for split in SPLITS:
+            listing = spec.get(YAML_KEYS[split])
+            listed = (
+                read_list(version_dir, split)
+                if listing and (version_dir / listing).is_file()
+                else []
+            )
+            entries = [
+                LabelEntry(o.image, o.width, o.height, o.label_text)
+                for o in catalogue.outputs_named(spec["azaion_settings_key"], listed)
+            ]
+            # The catalogue forgets outputs of deleted annotations: for an older version
+            # that lists one, ultralytics scans (slower, still correct).
+            if listed and len(entries) == len(listed):
+                written.append(write_labels_cache(version_dir / split, entries, int(spec["nc"])))
+    return written

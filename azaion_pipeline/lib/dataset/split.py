@@ -1,0 +1,116 @@
+"""Train/valid/test assignment that never leaks a video and never moves an annotation.
+
+- Frames of one ``originalMediaName`` (provenance, when known) share a split.
+- Near-duplicates (pHash within ``max_distance`` bits) share a split.
+- A group's first member draws its split from a stable hash of the group's key (the media
+  name, else the annotation's own name); later members follow it.
+- A split, once assigned, is stored in the catalogue and never changes. A newcomer that is a
+  near-twin of images already in two different splits is left out of training (split
+  ``excluded``, with the names in its reason); nobody is moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Catalogue, Newcomer
+from azaion_pipeline.lib.dataset.near_duplicates import neighbours
+from azaion_pipeline.lib.layout import SPLITS
+
+
+@dataclass(frozen=True)
+class SplitShares:
+    train: int = 70
+    valid: int = 20
+
+    def __post_init__(self):
+        if self.train <= 0 or self.valid <= 0 or self.train + self.valid >= 100:
+            raise ValueError(f"split shares must each be > 0 with train + valid < 100: {self}")
+
+    @property
+    def test(self) -> int:
+        return 100 - self.train - self.valid
+
+
+def split_of(group: str, shares: SplitShares) -> str:
+    """``train``, ``valid`` or ``test`` for a group key, fixed by its hash."""
+    bucket = int.from_bytes(hashlib.sha256(group.encode()).digest()[:8], "big") % 100
+    if bucket < shares.train:
+        return "train"
+    return "valid" if bucket < shares.train + shares.valid else "test"
+
+
+@dataclass
+class SplitReport:
+    assigned: dict[str, str] = field(default_factory=dict)  # name -> split, this run
+    excluded: dict[str, str] = field(default_factory=dict)  # name -> why, this run
+
+
+def assign_splits(
+    catalogue: Catalogue,
+    newcomers: list[Newcomer],
+    shares: SplitShares,
+    max_distance: int,
+    run: int,
+) -> SplitReport:
+    """Give each newcomer without a split one; ``newcomers`` in arrival order."""
+    report = SplitReport()
+    todo = [a for a in newcomers if catalogue.split_of(a.name) is None]
+    if not todo:
+        return report
+    names, hashes, splits = catalogue.perceptual_hashes()
+    index = {name: i for i, name in enumerate(names)}
+    near = neighbours([a.phash for a in todo], hashes, max_distance)
+    for annotation, twins in zip(todo, near, strict=True):
+        reasons: dict[str, set[str]] = {}
+        if annotation.media_name:
+            for split in catalogue.splits_of_media(annotation.media_name):
+                reasons.setdefault(split, set()).add(f"media {annotation.media_name}")
+        for i in twins:
+            if names[i] != annotation.name and splits[i] in SPLITS:
+                reasons.setdefault(splits[i], set()).add(names[i])
+        reasons.pop(EXCLUDED, None)
+        if len(reasons) > 1:
+            split = EXCLUDED
+            reason = "near-twin of " + "; ".join(
+                f"{s}: {', '.join(sorted(reasons[s])[:3])}" for s in sorted(reasons)
+            )
+            report.excluded[annotation.name] = reason
+        elif reasons:
+            [(split, why)] = reasons.items()
+            reason = f"follows {', '.join(sorted(why)[:3])}"
+        else:
+            split = split_of(annotation.media_name or annotation.name, shares)
+            reason = "hash of " + ("media name" if annotation.media_name else "name")
+        catalogue.assign_split(annotation.name, split, reason, run)
+        splits[index[annotation.name]] = split
+        report.assigned[annotation.name] = split
+    return report
+
+
+def cross_split_twins(
+    catalogue: Catalogue, since_run: int, max_distance: int, limit: int = 10
+) -> tuple[int, list[tuple[str, str]]]:
+    """Near-duplicate pairs with one image in train and the other in valid or test.
+
+    Only pairs involving an annotation assigned after ``since_run`` are searched: older
+    pairs were checked when they were new, and nobody moves. Returns (count, examples).
+    """
+    recent = set(catalogue.assigned_since(since_run))
+    if not recent:
+        return 0, []
+    names, hashes, splits = catalogue.perceptual_hashes()
+    rows = [i for i, name in enumerate(names) if name in recent and splits[i] in SPLITS]
+    count, examples = 0, []
+    near = neighbours([hashes[i] for i in rows], hashes, max_distance)
+    for i, twins in zip(rows, near, strict=True):
+        for j in twins:
+            if (splits[i] == "train") == (splits[j] == "train") or splits[j] not in SPLITS:
+                continue
+            if names[j] in recent and names[j] < names[i]:
+                continue  # a pair of two recent ones is met from both sides: count it once
+            count += 1
+            if len(examples) < limit:
+                examples.append((names[i], names[int(j)]))
+    return count, examples
