@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from azaion_pipeline.cli.dev import local_services, prepare_dagster_home
-from azaion_pipeline.defs.automation.schedules import DATA_VERSION_TAG, _dataset_version
 from azaion_pipeline.devserver.stack import running
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.layout import AzaionLayout
@@ -102,9 +101,7 @@ def runs_of(instance: dg.DagsterInstance, tag: str, name: str) -> list[dg.Dagste
 def dataset_versions_by_run(instance: dg.DagsterInstance) -> dict[str, str]:
     """training_dataset's version as the schedule reads it, for every run that made one."""
     records = instance.fetch_materializations(dg.AssetKey("training_dataset"), limit=100).records
-    return {
-        r.run_id: str(_dataset_version(r.asset_materialization, DATA_VERSION_TAG)) for r in records
-    }
+    return {r.run_id: r.asset_materialization.metadata["dataset_version"].value for r in records}
 
 
 @pytest.mark.slow

@@ -29,9 +29,10 @@ from azaion_pipeline.lib.tuf_repo import (
     TufRepository,
     load_signers,
 )
+from azaion_pipeline_tests.seeding import trained_record
 
 from .conftest import api_client, cdn_store
-from .test_published_model import export_record, trained_weights
+from .test_published_model import export_record
 
 
 @dataclass
@@ -68,7 +69,13 @@ class Channels:
             cdn_store(self.env, "uploader"),
             cdn_store(self.env, "downloader"),
             self.repo(),
-            [export_record(model, "bin", trained_weights(weights))],
+            [
+                export_record(
+                    model,
+                    "bin",
+                    trained_record(weights, "2026-11-23-a", weights.parent / "missing-data.yaml"),
+                )
+            ],
             signing_key=self.env["AZAION_SIGNING_KEY"],
             model_secret=self.env["AZAION_MODEL_KEY"],
             model_name=self.model,
