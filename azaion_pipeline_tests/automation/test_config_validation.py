@@ -22,6 +22,7 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from azaion_pipeline.definitions import defs
+from azaion_pipeline.lib.tuf_repo import KEY_ENV
 
 # (job, step, field, bad value, what the refusal must say)
 BAD_VALUES = [
@@ -68,6 +69,7 @@ PUBLISH_ENV = {
         "AZAION_CDN_DOWNLOADER_SECRET",
         "AZAION_MODEL_KEY",
         "AZAION_SIGNING_KEY",
+        *KEY_ENV.values(),
     )
 }
 
