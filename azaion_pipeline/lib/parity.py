@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from azaion_pipeline.lib.evaluate import split_image_paths, split_images_dir
+from azaion_pipeline.lib.evaluate import split_images
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -160,9 +160,7 @@ def pytorch_detections(
 
 
 def parity_images(data_yaml: Path, max_images: int) -> list[Path]:
-    paths = []
-    for split in ("val", "test"):
-        paths += split_image_paths(split_images_dir(data_yaml, split))
+    paths = split_images(data_yaml, "valid") + split_images(data_yaml, "test")
     return paths[:max_images]
 
 
