@@ -20,6 +20,7 @@ from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
 from azaion_pipeline.lib.export import ExportedModel, ExportSettings, TensorrtExport, export_onnx
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline.lib.tuf_repo import KEY_ENV
 from azaion_pipeline_tests.seeding import seeded_instance, upstream
 
 pytestmark = pytest.mark.slow
@@ -125,7 +126,7 @@ PUBLISH_SETTINGS = (
     "AZAION_API_URL", "AZAION_API_EMAIL", "AZAION_API_PASSWORD", "AZAION_CDN_ENDPOINT",
     "AZAION_CDN_BUCKET", "AZAION_CDN_UPLOADER_KEY", "AZAION_CDN_UPLOADER_SECRET",
     "AZAION_CDN_DOWNLOADER_KEY", "AZAION_CDN_DOWNLOADER_SECRET", "AZAION_MODEL_KEY",
-    "AZAION_SIGNING_KEY",
+    "AZAION_SIGNING_KEY", *KEY_ENV.values(),
 )  # fmt: skip
 
 
