@@ -29,13 +29,15 @@ VALID_IMAGES = 20  # ultralytics validates each epoch
 
 
 def _dataset(root: Path) -> Path:
-    """train/, valid/ and test/ hard-linked from generated sample data, plus data.yaml."""
+    """train/, valid/ and test/ folders hard-linked from generated sample data, plus a
+    data.yaml naming the folders (a layout ultralytics reads as is; the evaluator too)."""
+    import yaml
+
     from azaion_pipeline.lib.classes import ClassCatalog
     from azaion_pipeline.lib.files import link_or_copy
     from azaion_pipeline.lib.layout import AzaionLayout
     from azaion_pipeline.lib.sample_data import LEARNABLE, generate_sample_data
     from azaion_pipeline.lib.settings import load_settings
-    from azaion_pipeline.lib.split import data_yaml_text
 
     catalog = ClassCatalog.load(load_settings().resolved_classes_file())
     layout = AzaionLayout.under(root / "azaion")
@@ -58,7 +60,10 @@ def _dataset(root: Path) -> Path:
         for image, label in chosen:
             link_or_copy(image, dataset / split / "images" / image.name)
             link_or_copy(label, dataset / split / "labels" / label.name)
-    (dataset / "data.yaml").write_text(data_yaml_text(dataset, catalog.model_names()))
+    names = catalog.model_names()
+    spec = {"path": str(dataset), "train": "train/images", "val": "valid/images"}
+    spec |= {"test": "test/images", "nc": len(names), "names": names}
+    (dataset / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return dataset
 
 
@@ -91,12 +96,12 @@ def main() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.utils import LOGGER
 
-    from azaion_pipeline.lib.evaluate import evaluate
+    from azaion_pipeline.lib.evaluate import evaluate, split_images
     from azaion_pipeline.lib.evaluation.comparison import compare
     from azaion_pipeline.lib.evaluation.evaluator import evaluate_export
     from azaion_pipeline.lib.evaluation.promotion import Incumbent, evaluate_candidate
     from azaion_pipeline.lib.evaluation.report import confusion_png, pr_curves_png
-    from azaion_pipeline.lib.export import export_onnx
+    from azaion_pipeline.lib.export import ExportSettings, export_onnx
     from azaion_pipeline.lib.sample_data import LEARNABLE_TRAINING
 
     LOGGER.setLevel("WARNING")
@@ -106,9 +111,10 @@ def main() -> None:
         dataset = _dataset(scratch)
         champion_pt = _train(dataset, scratch / "models", LEARNABLE_TRAINING["epochs"])
         challenger_pt = _train(dataset, scratch / "models", 5, init=champion_pt)
-        champion_onnx = export_onnx(champion_pt, imgsz, scratch / "exports", conf=0.001).path
-        challenger_onnx = export_onnx(challenger_pt, imgsz, scratch / "exports", conf=0.001).path
-        images = len(list((dataset / "test" / "images").iterdir()))
+        exports = scratch / "exports"
+        champion_onnx = export_onnx(champion_pt, imgsz, exports, ExportSettings()).path
+        challenger_onnx = export_onnx(challenger_pt, imgsz, exports, ExportSettings()).path
+        images = len(split_images(dataset / "data.yaml", "test"))
         print(f"{images} test images at 128 px, imgsz {imgsz}, CPU, {RESAMPLES} resamples")
 
         def val(weights: Path):

@@ -12,16 +12,33 @@ from pathlib import Path
 
 import yaml
 
+from azaion_pipeline.lib.dataset.annotations import IMAGE_SUFFIXES
+
 # ultralytics names the dataset's validation split "val"; Azaion's folder is "valid".
 ULTRALYTICS_SPLIT = {"train": "train", "valid": "val", "val": "val", "test": "test"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def split_image_paths(source: Path) -> list[Path]:
-    """The images of a split: a folder of them, or a list file (one path a line, ``./``
-    relative to the list, as ultralytics reads it)."""
-    if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def split_source(data_yaml: Path, split: str) -> Path:
+    """What data.yaml names for ``split`` (train/valid/val/test): a list file or a folder."""
+    data_yaml = Path(data_yaml)
+    spec = yaml.safe_load(data_yaml.read_text())
+    entry = spec.get(ULTRALYTICS_SPLIT[split])
+    if not entry:
+        return data_yaml.parent / "__missing__"
+    base = Path(spec.get("path") or data_yaml.parent)
+    if not base.is_absolute():
+        base = data_yaml.parent / base
+    return base / entry
+
+
+def split_images(data_yaml: Path, split: str) -> list[Path]:
+    """The images of ``split`` exactly as ultralytics reads them from ``data_yaml``.
+
+    A dataset version names list files (one ``./``-relative path a line); its images folders
+    are links into the store, which holds every split's files, so only the list is read.
+    A plain folder of images (hand-made datasets) is listed as is.
+    """
+    source = split_source(data_yaml, split)
     if source.is_file():
         lines = source.read_text(encoding="utf-8").splitlines()
         return [
@@ -29,23 +46,9 @@ def split_image_paths(source: Path) -> list[Path]:
             for line in lines
             if line
         ]
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return []
-
-
-def count_images(source: Path) -> int:
-    return len(split_image_paths(source))
-
-
-def split_images_dir(data_yaml: Path, split: str) -> Path:
-    """Image folder or list file of ``split`` (train/val/test key of data.yaml), absolute."""
-    spec = yaml.safe_load(Path(data_yaml).read_text())
-    entry = spec.get(split)
-    if not entry:
-        return Path(data_yaml).parent / "__missing__"
-    base = Path(spec.get("path") or Path(data_yaml).parent)
-    if not base.is_absolute():
-        base = Path(data_yaml).parent / base
-    return base / entry
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def evaluate(
         matrix = Path(metrics.save_dir) / "confusion_matrix.png"
         return SplitMetrics(
             split=split,
-            images=count_images(split_images_dir(Path(data_yaml), ULTRALYTICS_SPLIT[split])),
+            images=len(split_images(Path(data_yaml), split)),
             precision=float(box.mp),
             recall=float(box.mr),
             map50=float(box.map50),

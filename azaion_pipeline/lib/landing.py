@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from azaion_pipeline.lib.dataset.annotations import IMAGE_SUFFIXES
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
 
@@ -36,7 +37,6 @@ DATA = "data"
 SEED = "data-seed"
 DELETED = "data_deleted"
 AREAS = (DATA, SEED, DELETED)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ANNOTATION_SUFFIXES = frozenset({".txt", *IMAGE_SUFFIXES})
 # A file whose content is this much older than its arrival was moved in, not written.
 MOVED_IN_TOLERANCE_NS = 1_000_000_000

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from azaion_pipeline.lib.evaluate import split_image_paths, split_images_dir
+from azaion_pipeline.lib.evaluate import split_images
+from azaion_pipeline.lib.layout import LABELS
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -63,7 +64,7 @@ def label_boxes(label: Path) -> Detections:
 
 def label_of(image: Path) -> Path:
     """…/images/x.jpg → …/labels/x.txt"""
-    return image.parent.parent / "labels" / f"{image.stem}.txt"
+    return image.parent.parent / LABELS / f"{image.stem}.txt"
 
 
 def ground_truth(image: Path, shape: tuple[int, int]) -> Detections:
@@ -160,9 +161,7 @@ def pytorch_detections(
 
 
 def parity_images(data_yaml: Path, max_images: int) -> list[Path]:
-    paths = []
-    for split in ("val", "test"):
-        paths += split_image_paths(split_images_dir(data_yaml, split))
+    paths = split_images(data_yaml, "valid") + split_images(data_yaml, "test")
     return paths[:max_images]
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from azaion_pipeline.lib.classes import NUM_MODEL_CLASSES
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
-from azaion_pipeline.lib.evaluate import SplitMetrics, count_images, evaluate, split_images_dir
+from azaion_pipeline.lib.evaluate import SplitMetrics, evaluate, split_images, split_source
 from azaion_pipeline.lib.hashing import sha256_file, sha256_text
 from azaion_pipeline.lib.records import Record
 
@@ -191,11 +191,11 @@ def check_dataset(data_yaml: Path) -> int:
             f"{data_yaml} declares nc={spec.get('nc')}; Azaion models are trained with "
             f"nc={NUM_MODEL_CLASSES} so champion weights always fit"
         )
-    train_dir = split_images_dir(data_yaml, "train")
-    images = count_images(train_dir)
+    images = len(split_images(data_yaml, "train"))
     if images == 0:
         raise TrainingError(
-            f"the dataset has 0 training images ({train_dir}); nothing to train on. "
+            f"the dataset has 0 training images ({split_source(data_yaml, 'train')}); "
+            "nothing to train on. "
             "Check that raw_annotations found valid annotations."
         )
     return images
@@ -399,7 +399,7 @@ def train(request: TrainingRequest, on_epoch: Callable[[EpochReport], None]) -> 
         "resumed_from": str(last) if last else None,
     }
     weights, digest = store_weights(run_dir / "weights" / "best.pt", request.models_dir, lineage)
-    test_images = count_images(split_images_dir(request.data_yaml, "test"))
+    test_images = len(split_images(request.data_yaml, "test"))
     test = (
         evaluate(weights, request.data_yaml, "test", settings.imgsz, device, settings.batch, True)
         if test_images

@@ -16,6 +16,7 @@ from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.split import SplitShares, split_of
 from azaion_pipeline.lib.dataset.versions import build_version, read_list
+from azaion_pipeline.lib.evaluation.slices import SIZE_BUCKETS_FILE, ensure_size_buckets
 from azaion_pipeline.lib.layout import SPLITS
 
 
@@ -107,6 +108,19 @@ def test_version_is_a_handful_of_entries_checked_and_loads_in_ultralytics(shared
     assert data["names"][17] == "Class-17"
     checked = check_det_dataset(metadata["data_yaml"], autodownload=False)
     assert Path(checked["val"]) == version_dir / "valid.txt"
+
+    # The evaluator's size buckets, recorded from the catalogue's label texts: the train
+    # list's boxes only (the store behind the links holds every split's labels).
+    recorded = version_dir / SIZE_BUCKETS_FILE
+    assert recorded.is_file()
+    buckets = ensure_size_buckets(Path(metadata["data_yaml"]))
+    train_labels = [
+        version_dir / "train" / "labels" / (image.rsplit(".", 1)[0] + ".txt")
+        for image in read_list(version_dir, "train")
+    ]
+    assert buckets.boxes == sum(len(p.read_text().splitlines()) for p in train_labels)
+    recorded.unlink()  # a version without them gets the same edges from its label files
+    assert ensure_size_buckets(Path(metadata["data_yaml"])) == buckets and recorded.is_file()
 
 
 def test_same_content_reuses_the_version(shared):

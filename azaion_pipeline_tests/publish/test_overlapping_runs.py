@@ -15,6 +15,7 @@ import pytest
 from azaion_pipeline.defs.dataset.augmented_dataset import augmented_dataset
 from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
 from azaion_pipeline.defs.dataset.training_dataset import training_dataset
+from azaion_pipeline.defs.evaluation.assets import model_evaluation, promotion_gate
 from azaion_pipeline.defs.export.assets import coreml_model, onnx_model, tensorrt_model
 from azaion_pipeline.defs.io import latest_record
 from azaion_pipeline.defs.publish.assets import published_model, roundtrip_ok
@@ -23,6 +24,7 @@ from azaion_pipeline.defs.training.assets import trained_model
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.distribution import Release
+from azaion_pipeline.lib.evaluation.slices import ensure_size_buckets
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.train import TrainedWeights
@@ -37,7 +39,15 @@ from .conftest import cdn_store
 pytestmark = pytest.mark.slow
 
 INGEST = [raw_annotations, augmented_dataset, training_dataset]
-RELEASE = [onnx_model, coreml_model, tensorrt_model, published_model, roundtrip_ok]
+RELEASE = [
+    onnx_model,
+    coreml_model,
+    tensorrt_model,
+    model_evaluation,
+    promotion_gate,
+    published_model,
+    roundtrip_ok,
+]
 MODEL = "azaion-overlap"
 INGEST_CONFIG = {
     "raw_annotations": {"config": {"workers": 1}},
@@ -80,8 +90,17 @@ def test_publish_keeps_the_lineage_of_the_model_across_a_newer_dataset(tmp_path,
         assert version_b.version != version_a.version
         assert latest_record(instance, "training_dataset", DatasetVersion) == version_b
 
-        # its own model name: the session's CDN is shared with the other publishing tests
-        result = run(RELEASE, {"ops": {"published_model": {"config": {"model_name": MODEL}}}})
+        # its own model name: the session's CDN is shared with the other publishing tests;
+        # a 1-epoch model scores ~0, so the gate's floor is lowered for it
+        result = run(
+            RELEASE,
+            {
+                "ops": {
+                    "published_model": {"config": {"model_name": MODEL}},
+                    "model_evaluation_promotion_gate": {"config": {"floor": 0.0}},
+                }
+            },
+        )
 
     release: Release = result.output_for_node("published_model")
     assert release.source == trained  # the very weights, with A's lineage
@@ -95,8 +114,14 @@ def test_publish_keeps_the_lineage_of_the_model_across_a_newer_dataset(tmp_path,
     stored = json.loads(downloader.get_bytes(onnx.manifest_uri.split("/", 3)[3]))
     assert stored["dataset_version"] == version_a.version
     assert stored["model_version"] == trained.model_version
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed, check.description
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert set(checks) == {"promotion_gate", "roundtrip_ok"}
+    assert all(check.passed for check in checks.values()), checks
+    # A's test split was scored, not B's (both list into one store)
+    evaluation = result.output_for_node("model_evaluation")
+    assert evaluation.dataset_version == version_a.version
+    assert evaluation.candidate.images == version_a.images["test"]
+    assert evaluation.candidate.size_buckets == ensure_size_buckets(version_a.data_yaml)
     assert release.model_name == MODEL and release.previous_version is None
     champion = read_champion(layout)
     assert champion is not None and champion.dataset_version == version_a.version

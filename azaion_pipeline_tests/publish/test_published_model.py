@@ -275,7 +275,7 @@ def test_fetch_model_writes_the_thresholds_and_evaluation_beside_the_model(
     source = first_release[2]
     evaluation = evaluation_record(exports["onnx"], source).candidate
     out = tmp_path / "edge" / "azaion.onnx"
-    assert cli(["fetch-model", "azaion.onnx", "--out", str(out)]) == 0
+    assert fetch(out) == 0
     assert str(sidecar_path(out)) in capsys.readouterr().out
     card = json.loads(sidecar_path(out).read_text())
     assert card["class_thresholds"] == {"0": pytest.approx(0.62)}
@@ -323,7 +323,11 @@ def test_roundtrip_ok_fails_cleanly_on_transport_errors(
 ):
     injected.fail("/resources/get/", 503)
     result = dg.materialize(
-        [*upstream("onnx_model", "coreml_model", "tensorrt_model"), published_model, roundtrip_ok],
+        [
+            *upstream("onnx_model", "coreml_model", "tensorrt_model", "model_evaluation"),
+            published_model,
+            roundtrip_ok,
+        ],
         instance=instance,
         resources=resources(first_release[1], retries=1, backoff_s=0.01),
         selection=dg.AssetSelection.checks(roundtrip_ok),

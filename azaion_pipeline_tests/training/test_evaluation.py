@@ -6,7 +6,7 @@ import pytest
 
 from azaion_pipeline.lib.evaluate import evaluate
 from azaion_pipeline.lib.evaluation.evaluator import evaluate_export
-from azaion_pipeline.lib.export import export_onnx
+from azaion_pipeline.lib.export import ExportSettings, export_onnx
 from azaion_pipeline.lib.train import TrainedWeights
 
 from .conftest import LEARNED_RECIPE, train_once
@@ -31,7 +31,7 @@ def converged_export(tmp_path_factory, converged) -> Path:
         converged.weights_path,
         converged.imgsz,
         tmp_path_factory.mktemp("azaion-eval-exports"),
-        conf=0.001,
+        ExportSettings(),
     )
     return exported.path
 

@@ -12,6 +12,7 @@ from azaion_pipeline.lib.evaluation.scoring import Scores, score
 from azaion_pipeline.lib.evaluation.slices import (
     SizeBuckets,
     ensure_size_buckets,
+    record_size_buckets,
     size_bucket_edges,
     weather_mode,
 )
@@ -71,19 +72,37 @@ def test_weather_modes_follow_the_class_id_offsets():
 
 
 def test_size_buckets_are_training_quantiles_stored_with_the_dataset(tmp_path):
-    labels = tmp_path / "train" / "labels"
-    labels.mkdir(parents=True)
+    # a version's split folders link to one store holding every split's files: only the
+    # images train.txt lists count
+    store = tmp_path / "store"
+    (store / "images").mkdir(parents=True)
+    (store / "labels").mkdir()
+    (tmp_path / "train").mkdir()
+    for sub in ("images", "labels"):
+        (tmp_path / "train" / sub).symlink_to(store / sub)
     # areas 0.01, 0.04, 0.09, 0.16, 0.25, 0.36 (w = h = 0.1 … 0.6)
-    for i, side in enumerate((0.1, 0.2, 0.3, 0.4, 0.5, 0.6)):
-        (labels / f"a{i}.txt").write_text(f"0 0.5 0.5 {side} {side}\n")
-    (labels / "empty.txt").write_text("")
-    buckets = ensure_size_buckets(tmp_path)
+    train = {
+        f"a{i}": f"0 0.5 0.5 {side} {side}\n"
+        for i, side in enumerate((0.1, 0.2, 0.3, 0.4, 0.5, 0.6))
+    }
+    train["empty"] = ""
+    for name, text in {**train, "test_only": "0 0.5 0.5 0.9 0.9\n"}.items():
+        (store / "images" / f"{name}.jpg").write_bytes(b"")
+        (store / "labels" / f"{name}.txt").write_text(text)
+    (tmp_path / "train.txt").write_text("".join(f"./train/images/{n}.jpg\n" for n in train))
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text("train: train.txt\nval: valid.txt\ntest: test.txt\nnc: 80\n")
+    buckets = ensure_size_buckets(data_yaml)
     assert buckets.boxes == 6
     assert buckets.edges == pytest.approx(tuple(np.quantile([0.01, 0.04, 0.09, 0.16, 0.25, 0.36],
                                                             (1 / 3, 2 / 3))))  # fmt: skip
-    # recorded once: later runs read the same edges even if labels were added
-    (labels / "late.txt").write_text("0 0.5 0.5 0.9 0.9\n")
-    assert ensure_size_buckets(tmp_path) == buckets
+    # recorded once: later runs read the same edges even if the list grew
+    with open(tmp_path / "train.txt", "a") as listing:
+        listing.write("./train/images/test_only.jpg\n")
+    assert ensure_size_buckets(data_yaml) == buckets
+    # what the dataset stage records from the catalogue's label texts is the same
+    assert record_size_buckets(store, train.values()) == buckets
+    assert record_size_buckets(store, ["", "\n"]) is None
     with pytest.raises(ValueError, match="no training boxes"):
         size_bucket_edges(np.zeros(0))
 

@@ -17,21 +17,20 @@ from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import promote_champion, read_champion
 from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
-from azaion_pipeline.lib.export import ExportedModel, TensorrtExport, export_onnx
+from azaion_pipeline.lib.export import ExportedModel, ExportSettings, TensorrtExport, export_onnx
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.train import TrainedWeights
+from azaion_pipeline.lib.tuf_repo import KEY_ENV
 from azaion_pipeline_tests.seeding import seeded_instance, upstream
 
 pytestmark = pytest.mark.slow
-CONF, IOU, MAX_BATCH = 0.001, 0.7, 8
 
 
 def exported(root: Path, trained: TrainedWeights) -> ExportedModel:
     """onnx_model's record for ``trained``, exported with onnx_model's defaults."""
-    file = export_onnx(trained.weights_path, trained.imgsz, root, MAX_BATCH, CONF, IOU)
-    return ExportedModel(
-        file=file, imgsz=trained.imgsz, conf=CONF, iou=IOU, max_batch=MAX_BATCH, source=trained
-    )
+    settings = ExportSettings()
+    file = export_onnx(trained.weights_path, trained.imgsz, root, settings)
+    return ExportedModel(file=file, imgsz=trained.imgsz, source=trained, **settings.model_dump())
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +126,7 @@ PUBLISH_SETTINGS = (
     "AZAION_API_URL", "AZAION_API_EMAIL", "AZAION_API_PASSWORD", "AZAION_CDN_ENDPOINT",
     "AZAION_CDN_BUCKET", "AZAION_CDN_UPLOADER_KEY", "AZAION_CDN_UPLOADER_SECRET",
     "AZAION_CDN_DOWNLOADER_KEY", "AZAION_CDN_DOWNLOADER_SECRET", "AZAION_MODEL_KEY",
-    "AZAION_SIGNING_KEY",
+    "AZAION_SIGNING_KEY", *KEY_ENV.values(),
 )  # fmt: skip
 
 

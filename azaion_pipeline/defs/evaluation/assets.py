@@ -128,9 +128,7 @@ def model_evaluation(
             champion,
             storage.layout().models / "exports",
             onnx_model.imgsz,
-            onnx_model.max_batch,
-            onnx_model.conf,
-            onnx_model.iou,
+            onnx_model,  # an ExportedModel carries the ExportSettings it was made with
         )
         if champion
         else None

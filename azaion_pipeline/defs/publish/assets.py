@@ -22,7 +22,7 @@ from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import promote_champion
 from azaion_pipeline.lib.channels import served_version
 from azaion_pipeline.lib.distribution import Release
-from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES, split_images_dir
+from azaion_pipeline.lib.evaluate import split_images
 from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.hashing import sha256_text
@@ -182,13 +182,8 @@ def _sample_image(data_yaml: Path) -> Path | None:
     """An image of the dataset the model was trained on, to run the decrypted ONNX once."""
     if not data_yaml.is_file():  # the dataset was cleaned up since: a grey image will do
         return None
-    for split in ("test", "val", "train"):
-        folder = split_images_dir(data_yaml, split)
-        images = (
-            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if folder.is_dir()
-            else []
-        )
+    for split in ("test", "valid", "train"):
+        images = split_images(data_yaml, split)
         if images:
             return images[0]
     return None

@@ -3,6 +3,7 @@
 A version folder ``datasets/azaion-{date}-{id}`` holds::
 
     data.yaml                          train/val/test -> the three list files, nc 80
+    size_buckets.json                  the evaluator's object-size edges (train boxes)
     train.txt valid.txt test.txt       one image per line: ./{split}/images/{file}
     {split}/images -> store images/    symlinks into data-processed/aug-{key}/
     {split}/labels -> store labels/
@@ -10,7 +11,7 @@ A version folder ``datasets/azaion-{date}-{id}`` holds::
 ultralytics finds a label by replacing the image path's last ``/images/`` with
 ``/labels/``, so each split resolves labels through its own symlink, and keeps its
 ``labels.cache`` at ``{split}/labels.cache``: one per version and split, never shared.
-That is 14 directory entries per version whatever the size; no link farm.
+That is 15 directory entries per version whatever the size; no link farm.
 
 The version id is a hash of the three lists, kept by the catalogue as running sums while
 outputs come and go: an unchanged dataset gets the same id without reading the lists.
@@ -27,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
+from azaion_pipeline.lib.evaluation.slices import record_size_buckets
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
 from azaion_pipeline.lib.records import Record
@@ -113,6 +115,9 @@ def build_version(
             for output in catalogue.split_entries(settings_key, split):
                 listing.write(list_line(split, output.image) + "\n")
     (partial / DATA_YAML).write_text(data_yaml_text(model_names, catalogue.path, settings_key))
+    # What the evaluator slices test results by, from the label texts the catalogue holds.
+    train_labels = (o.label_text for o in catalogue.split_entries(settings_key, "train"))
+    record_size_buckets(partial, train_labels)
     if directory.exists():  # a killed run renamed it but did not record it
         shutil.rmtree(directory)
     os.replace(partial, directory)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from azaion_pipeline.lib.evaluate import IMAGE_SUFFIXES
+from azaion_pipeline.lib.dataset.versions import DATA_YAML
+from azaion_pipeline.lib.evaluate import split_images
 from azaion_pipeline.lib.evaluation.scoring import Scores, score
-from azaion_pipeline.lib.evaluation.slices import ensure_size_buckets, split_folders
+from azaion_pipeline.lib.evaluation.slices import ensure_size_buckets
 from azaion_pipeline.lib.parity import Detections, label_boxes, label_of, onnx_detections
 
 TEST_SPLIT = "test"
@@ -35,8 +36,7 @@ class TestSplit:
 
 
 def load_test_split(dataset_dir: Path) -> TestSplit:
-    folder, _ = split_folders(dataset_dir, TEST_SPLIT)
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = split_images(Path(dataset_dir) / DATA_YAML, TEST_SPLIT)
     if not images:
         raise ValueError(f"the test split under {dataset_dir} has no images; cannot evaluate")
     return TestSplit(images, [label_boxes(label_of(p)) for p in images])
@@ -100,4 +100,5 @@ def evaluate_export(onnx_path: Path, dataset_dir: Path, batch: int) -> Scores:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names, _ = export_names_and_size(session)
     predictions = onnx_predictions(session, split.images, batch)
-    return score(split.names, split.truths, predictions, names, ensure_size_buckets(dataset_dir))
+    buckets = ensure_size_buckets(Path(dataset_dir) / DATA_YAML)
+    return score(split.names, split.truths, predictions, names, buckets)

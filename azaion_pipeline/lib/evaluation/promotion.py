@@ -14,7 +14,7 @@ from azaion_pipeline.lib.evaluation.comparison import Comparison, compare, flip_
 from azaion_pipeline.lib.evaluation.evaluator import evaluate_export, load_test_split
 from azaion_pipeline.lib.evaluation.report import confusion_png, pr_curves_png
 from azaion_pipeline.lib.evaluation.scoring import EvaluationSummary
-from azaion_pipeline.lib.export import export_onnx
+from azaion_pipeline.lib.export import ExportSettings, export_onnx
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.records import Record
 
@@ -42,14 +42,14 @@ class Incumbent:
 
 
 def incumbent_of(
-    champion: Champion, exports_root: Path, imgsz: int, max_batch: int, conf: float, iou: float
+    champion: Champion, exports_root: Path, imgsz: int, settings: ExportSettings
 ) -> Incumbent:
     """The champion's published ONNX; a champion promoted before exports were kept with it is
     exported once, with the candidate's export settings."""
     if champion.onnx and champion.onnx.is_file():
         return Incumbent(champion.model_version, champion.onnx)
     exported = export_onnx(
-        champion.weights, imgsz, exports_root, max_batch, conf, iou,
+        champion.weights, imgsz, exports_root, settings,
         extra_metadata={"model_version": champion.model_version},
     )  # fmt: skip
     return Incumbent(champion.model_version, exported.path)

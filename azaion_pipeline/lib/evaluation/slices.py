@@ -3,20 +3,24 @@
 Size bucket edges are quantiles of the *training* box areas (normalised w·h, so they do not
 depend on image resolution): COCO's 32²/96² px suit ground photos, not drones. They are
 computed once per dataset version and stored beside its data.yaml, where the evaluator reads
-them; the dataset stage calls ``ensure_size_buckets`` when it writes a version.
+them. The dataset stage records them when it writes a version (``record_size_buckets``, from
+the label texts its catalogue already holds: no file is read); a version without them (made
+by hand, or before they were recorded) gets them from its train list's label files once.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from azaion_pipeline.lib.classes import WEATHER_OFFSETS
+from azaion_pipeline.lib.evaluate import split_images
 from azaion_pipeline.lib.files import write_atomic
-from azaion_pipeline.lib.layout import IMAGES, LABELS
+from azaion_pipeline.lib.parity import label_of
 
 SIZE_BUCKETS_FILE = "size_buckets.json"
 SIZE_LABELS = ("small", "medium", "large")
@@ -43,13 +47,17 @@ class SizeBuckets(BaseModel):
         return {label: [bounds[i], bounds[i + 1]] for i, label in enumerate(SIZE_LABELS)}
 
 
-def label_areas(labels_dir: Path) -> np.ndarray:
-    """Normalised box areas (w·h) of every YOLO label file in ``labels_dir``."""
-    areas = []
-    for label in sorted(labels_dir.glob("*.txt")):
-        rows = np.loadtxt(label, ndmin=2) if label.stat().st_size else np.zeros((0, 5))
-        areas.append(rows[:, 3] * rows[:, 4])
-    return np.concatenate(areas) if areas else np.zeros(0)
+def label_areas(label_texts: Iterable[str]) -> np.ndarray:
+    """Normalised box areas (w·h) of YOLO label texts (``class cx cy w h`` lines)."""
+    return np.fromiter(
+        (
+            float(fields[3]) * float(fields[4])
+            for text in label_texts
+            for line in text.splitlines()
+            if len(fields := line.split()) >= 5
+        ),
+        dtype=float,
+    )
 
 
 def size_bucket_edges(
@@ -61,20 +69,43 @@ def size_bucket_edges(
     return SizeBuckets(edges=(low, high), quantiles=quantiles, boxes=len(areas))
 
 
-def ensure_size_buckets(
-    dataset_dir: Path, quantiles: tuple[float, float] = DEFAULT_QUANTILES
-) -> SizeBuckets:
-    """The dataset version's stored size buckets; computed from train labels on first call.
+def record_size_buckets(
+    version_dir: Path,
+    train_label_texts: Iterable[str],
+    quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+) -> SizeBuckets | None:
+    """Store the size buckets of the train split's labels in ``version_dir``.
 
-    A version's train split never changes, so computing them late gives the same edges.
+    None, and nothing stored, when the train split has no box: evaluating such a version
+    fails with a clear error instead of the dataset stage failing.
     """
-    path = Path(dataset_dir) / SIZE_BUCKETS_FILE
-    if path.exists():
-        return SizeBuckets.model_validate_json(path.read_text())
-    buckets = size_bucket_edges(label_areas(Path(dataset_dir) / "train" / LABELS), quantiles)
-    write_atomic(path, json.dumps(buckets.model_dump(mode="json"), indent=1).encode())
+    areas = label_areas(train_label_texts)
+    if not len(areas):
+        return None
+    buckets = size_bucket_edges(areas, quantiles)
+    write_atomic(
+        Path(version_dir) / SIZE_BUCKETS_FILE,
+        json.dumps(buckets.model_dump(mode="json"), indent=1).encode(),
+    )
     return buckets
 
 
-def split_folders(dataset_dir: Path, split: str) -> tuple[Path, Path]:
-    return Path(dataset_dir) / split / IMAGES, Path(dataset_dir) / split / LABELS
+def ensure_size_buckets(
+    data_yaml: Path, quantiles: tuple[float, float] = DEFAULT_QUANTILES
+) -> SizeBuckets:
+    """The size buckets stored beside ``data_yaml``; from its train images' labels when missing.
+
+    A version's train list never changes, so computing them late gives the same edges.
+    """
+    version_dir = Path(data_yaml).parent
+    path = version_dir / SIZE_BUCKETS_FILE
+    if path.exists():
+        return SizeBuckets.model_validate_json(path.read_text())
+    labels = (label_of(image) for image in split_images(Path(data_yaml), "train"))
+    texts = (label.read_text() for label in labels if label.exists())
+    buckets = record_size_buckets(version_dir, texts, quantiles)
+    if buckets is None:
+        raise ValueError(
+            f"no training boxes in {data_yaml}: size buckets need at least one labelled box"
+        )
+    return buckets
