@@ -184,7 +184,9 @@ def test_the_ui_lists_the_assets_and_materialises_the_dataset_group(dagster_ui):
         page.goto(f"{base_url}/assets/training_dataset")
         expect(page.get_by_text("dataset_version", exact=True)).to_be_visible()
         expect(page.get_by_text("train_images", exact=True)).to_be_visible()
-        # Plots are markdown with an embedded PNG: they must open as images, not text.
+        # Plots are markdown with an embedded PNG: they must open as images, not text. The
+        # class histogram is kept by delta in the catalogue and shown on raw_annotations.
+        page.goto(f"{base_url}/assets/raw_annotations")
         histogram = page.locator("tr", has=page.get_by_text("class_histogram", exact=True))
         histogram.get_by_text("[Show Markdown]").click()
         plot = page.get_by_role("dialog").locator("img[src^='data:image/png']").first
