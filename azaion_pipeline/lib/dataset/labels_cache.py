@@ -86,8 +86,13 @@ def write_labels_cache(split_dir: Path, entries: Iterable[LabelEntry], class_cou
 
 
 def prepare_labels_caches(data_yaml: Path) -> list[Path]:
-    """Write the label caches of a version built by ``versions.build_version`` (no-op for
-    any other data.yaml). Called before training, so versions never trained cost nothing."""
+    """Write the label caches of a version from the catalogue its data.yaml names. Called
+    before training, so versions never trained cost nothing.
+
+    One rule: caches come from wherever a version's facts are. A data.yaml that names no
+    catalogue is left alone: a node's copy of a version got its caches from the manifest
+    when it was synced (``dataset_store.NodeCache.materialise``); anything else is scanned
+    by ultralytics."""
     spec = yaml.safe_load(Path(data_yaml).read_text())
     if "azaion_catalogue" not in spec:
         return []
