@@ -75,6 +75,7 @@ class Localiser:
         update: dict = {}
         if isinstance(record, DatasetVersion):
             update["data_yaml"] = self._dataset_yaml(record.version, record.data_yaml)
+            update["directory"] = update["data_yaml"].parent
         elif isinstance(record, TrainedWeights):
             update["weights_path"] = self._file(record.weights_path, record.weights_sha256)
             update["data_yaml"] = self._dataset_yaml(record.dataset_version, record.data_yaml)

@@ -18,6 +18,7 @@ from azaion_pipeline.lib.dataset_store import (
 )
 from azaion_pipeline.lib.hashing import sha256_file
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+from azaion_pipeline.lib.portable import Localiser, share
 
 
 def push(store: DatasetStore, dataset: DatasetVersion, cache: NodeCache | None = None):
@@ -192,3 +193,19 @@ def test_a_label_edited_to_the_same_size_trains_on_the_new_labels(
     # The earlier version on the node still reads the earlier label.
     [[class_id, *box]] = boxes_of(*before)
     assert class_id == 3 and box == pytest.approx([0.5, 0.5, 0.2, 0.2])
+
+
+def test_a_shared_version_is_localised_on_a_worker_without_the_root(tmp_path, host, dataset_store):
+    host.add_samples(6, seed=8)
+    dataset = host.version()
+    share(dataset, dataset_store, NodeCache(tmp_path / "host-cache"))
+    assert dataset_store.has(dataset_store.manifest_key(dataset.version))
+
+    on_host = Localiser(dataset_store, NodeCache(tmp_path / "host-cache"), host.layout.root)
+    assert on_host(dataset) == dataset  # its own files: nothing synced
+    worker_cache = NodeCache(tmp_path / "gpu" / "node-cache")
+    local = Localiser(dataset_store, worker_cache, tmp_path / "gpu")(dataset)
+    assert local.directory == local.data_yaml.parent
+    assert local.data_yaml.is_relative_to(worker_cache.root)
+    cached = {p.parent.name for p in local.directory.glob("*/labels.cache")}
+    assert cached == {split for split, images in dataset.images.items() if images}
