@@ -52,6 +52,8 @@ def sequential_pull(store, version: str, cache) -> int:
 
 
 def main() -> None:
+    import ultralytics.data.dataset  # noqa: F401 (the label-cache writer's; neither timing pays it)
+
     from azaion_pipeline.lib.dataset_store import (
         DEFAULT_WORKERS,
         DatasetStore,

@@ -30,6 +30,7 @@ on a small host; signing plus urllib3 costs about a third of that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -41,7 +42,7 @@ from typing import Any, Literal, NamedTuple
 
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
 from azaion_pipeline.lib.dataset.labels_cache import LabelEntry, write_labels_cache
@@ -94,7 +95,7 @@ class VersionManifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str
+    version: str = Field(pattern=r"^\w[\w.-]*$")  # a folder name on the node, never a path
     names: dict[int, str]  # data.yaml ``names``; ``nc`` is their count
     entries: tuple[ManifestEntry, ...]
 
@@ -185,6 +186,17 @@ def _pixels(image: Path) -> tuple[int, int]:
         return opened.size
 
 
+def _place(source: str, target: str) -> None:
+    """Links an object into the pool. A pool name fixes its bytes, so a file already there
+    (another worker of this node, or a sync cut short) is this one."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        link_or_copy(source, target)  # a file system without hard links
+
+
 class NodeCache:
     """Objects by sha256 on this node's disk, and the versions materialised from them."""
 
@@ -239,11 +251,15 @@ class NodeCache:
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
         by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
+        objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
         for entry in manifest.entries:
             label = f"{pool}/{LABELS}/{entry.pair}.txt"
             if not os.path.exists(label):  # the label goes last: a pair with a label is complete
-                link_or_copy(self.object_path(entry.image_sha256), f"{pool}/{IMAGES}/{entry.file}")
-                link_or_copy(self.object_path(entry.label_sha256), label)
+                for sha256, target in (
+                    (entry.image_sha256, f"{pool}/{IMAGES}/{entry.file}"),
+                    (entry.label_sha256, label),
+                ):
+                    _place(f"{objects}/{sha256[:2]}/{sha256}", target)
             with open(label, encoding="utf-8") as text:
                 by_split[entry.split].append(
                     LabelEntry(entry.file, entry.width, entry.height, text.read())
@@ -253,8 +269,10 @@ class NodeCache:
             split_dir = version_dir / split
             split_dir.mkdir(parents=True, exist_ok=True)
             for kind in (IMAGES, LABELS):
-                if not (split_dir / kind).is_symlink():
-                    (split_dir / kind).symlink_to(os.path.relpath(pool / kind, split_dir))
+                link = split_dir / kind
+                if not link.is_symlink():
+                    with contextlib.suppress(FileExistsError):  # another worker of this node
+                        link.symlink_to(os.path.relpath(pool / kind, split_dir))
             lines = "".join(f"{list_line(split, e.image)}\n" for e in entries)
             write_atomic(version_dir / f"{split}.txt", lines.encode())
             if entries:

@@ -147,13 +147,16 @@ def test_an_object_with_wrong_bytes_is_refused_and_never_cached(tmp_path, host, 
     assert not list(cache.object_path(victim).parent.glob(".*.tmp"))
 
 
-def test_a_manifest_cannot_name_a_split_of_its_own(host, dataset_store):
+def test_a_manifest_cannot_point_the_node_outside_its_cache(host):
     host.add_samples(3, seed=6)
     manifest, _ = version_manifest(host.version())
-    forged = manifest.model_dump(mode="json")
-    forged["entries"][0]["split"] = "../../elsewhere"
+    data = manifest.model_dump(mode="json")
+    assert VersionManifest.model_validate(data) == manifest  # the real one loads
+    with pytest.raises(ValueError, match="version"):
+        VersionManifest.model_validate(data | {"version": "../../elsewhere"})
+    data["entries"][0]["split"] = "../../elsewhere"
     with pytest.raises(ValueError, match="split"):
-        VersionManifest.model_validate(forged)
+        VersionManifest.model_validate(data)
 
 
 def test_weights_travel_by_hash_under_their_own_name(tmp_path, dataset_store):
