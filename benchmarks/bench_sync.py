@@ -3,9 +3,10 @@
 Against the same store (a real SeaweedFS, its own processes) in the same run, the baseline is
 the obvious way: one boto3 ``get_object`` per object, one after the other, with the same hash
 check, atomic write and materialisation (lists and label caches); goal >= 3x. Then a grown
-version (+100 images) synced into the warm cache; goal <= 5% of the full sync. Objects are small random "images" (sync never
-decodes them) and distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` /
-``BENCH_SYNC_WORKERS`` resize it.
+version (+100 images) synced into the warm cache; goal <= 5% of the full sync. Objects are
+small random "images" (sync never decodes them; the manifest carries their sizes) and
+distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` / ``BENCH_SYNC_WORKERS``
+resize it.
 """
 
 from __future__ import annotations
