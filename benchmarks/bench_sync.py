@@ -2,10 +2,11 @@
 
 Against the same store (a real SeaweedFS, its own processes) in the same run, the baseline is
 the obvious way: one boto3 ``get_object`` per object, one after the other, with the same hash
-check, atomic write and materialisation; goal >= 3x. Then a grown version (+100 images) synced
-into the warm cache; goal <= 5% of the full sync. Objects are small random "images" (sync never
-decodes them) and distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` /
-``BENCH_SYNC_WORKERS`` resize it.
+check, atomic write and materialisation (lists and label caches); goal >= 3x. Then a grown
+version (+100 images) synced into the warm cache; goal <= 5% of the full sync. Objects are
+small random "images" (sync never decodes them; the manifest carries their sizes) and
+distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` / ``BENCH_SYNC_WORKERS``
+resize it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ IMAGE_BYTES = (2_000, 6_000)
 
 
 def write_pairs(folder: Path, start: int, count: int, rng: random.Random) -> list:
-    pairs = []
+    """``count`` images under ``folder/images`` with labels under ``folder/labels``."""
+    from azaion_pipeline.lib.dataset_store import Listed
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    listed = []
     for index in range(start, start + count):
         split = ("train", "valid", "test")[index % 3]
-        image, label = folder / f"{index:06d}.jpg", folder / f"{index:06d}.txt"
+        image = folder / "images" / f"{index:06d}.jpg"
         image.write_bytes(rng.randbytes(rng.randint(*IMAGE_BYTES)))
         boxes = (f"{index % 17} {rng.random():.6f} {rng.random():.6f} 0.1 0.1" for _ in range(2))
-        label.write_text("\n".join(boxes) + "\n")  # real labels are (almost) all distinct
-        pairs.append((split, image, label))
-    return pairs
+        # real labels are (almost) all distinct
+        (folder / "labels" / f"{index:06d}.txt").write_text("\n".join(boxes) + "\n")
+        listed.append(Listed(split, image, 640, 480))  # sizes as a catalogue would give them
+    return listed
 
 
 def sequential_pull(store, version: str, cache) -> int:
@@ -46,6 +53,8 @@ def sequential_pull(store, version: str, cache) -> int:
 
 
 def main() -> None:
+    import ultralytics.data.dataset  # noqa: F401 (the label-cache writer's; neither timing pays it)
+
     from azaion_pipeline.lib.dataset_store import (
         DEFAULT_WORKERS,
         DatasetStore,
@@ -64,7 +73,6 @@ def main() -> None:
         seaweedfs_s3([bucket]) as server,
     ):
         tmp_path = Path(tmp)
-        (tmp_path / "src").mkdir()
         who = server.uploader
         client = s3_client(
             server.endpoint, who.access_key, who.secret_key, max_pool_connections=workers

@@ -1,20 +1,24 @@
 """Dataset versions in the object store, content-addressed, and the node-local cache they sync into.
 
-A host that built a version pushes it: every image and label goes to
+A host that built a version pushes it: every listed image and its label go to
 ``{prefix}objects/sha256/{ab}/{abcd...}`` (only objects the store lacks), then one manifest per
 version, ``{prefix}versions/{version}.json``, written last, so a manifest in the store means all
 its objects are there. A worker that cannot see the Azaion root pulls a version into its node
 cache (objects keyed by sha256, only what it lacks, in parallel, verified, atomic) and
-materialises it for ultralytics:
+materialises it for ultralytics in the shape ``versions.build_version`` gives on the host:
 
-    {cache}/objects/sha256/ab/abcd...                         the objects
-    {cache}/pairs/{split}/images/{pair}.jpg, labels/{pair}.txt  hard links, {pair} = hash(image, label)
+    {cache}/objects/sha256/ab/abcd...                          the objects
+    {cache}/pool/images/{pair}.jpg, pool/labels/{pair}.txt     hard links, shared by all versions
     {cache}/versions/{version}/{train,valid,test}.txt + data.yaml
+    {cache}/versions/{version}/{split}/images -> pool/images   (labels alike)
+    {cache}/versions/{version}/{split}/labels.cache            written from the manifest
 
-A pair's file names change whenever its image or label bytes do, so ultralytics' labels.cache
-(``pairs/{split}/labels.cache``, keyed by paths and sizes) can never serve old labels for a label
-edited to the same size, and pairs shared by several versions are linked once. A pair's split
-never changes (it is fixed by the source name), so each split keeps one cache.
+Label caches work as on the host: ``labels_cache.write_labels_cache`` writes each split's cache
+from what the manifest says (image width and height, label object), so ultralytics scans
+nothing and the cache is exact for the bytes this version lists. The pool names a pair by
+the hashes of both its objects (``{pair}``): ultralytics finds a label by its image's path,
+so an image paired with an edited label needs a new name, and the host's names are unique
+only within one augmentation store while the pool serves every version this node holds.
 
 Weights and exports use the same objects (``put_file`` / ``fetch_file``), so a step on another
 machine finds them by sha256.
@@ -26,31 +30,35 @@ on a small host; signing plus urllib3 costs about a third of that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import urllib3
-import yaml
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from azaion_pipeline.lib.dataset.versions import DATA_YAML
+from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
+from azaion_pipeline.lib.dataset.labels_cache import LabelEntry, write_labels_cache
+from azaion_pipeline.lib.dataset.versions import (
+    DATA_YAML,
+    DatasetVersion,
+    data_yaml_text,
+    read_list,
+)
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import CHUNK, sha256_file, sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
 
-# data.yaml keys of the three splits (ultralytics says "val", our folders say "valid").
-YAML_SPLIT_KEYS = {"train": "train", "valid": "val", "test": "test"}
 # Parallel transfers of one sync: small objects are latency-bound, 32 in flight keep a loopback
 # SeaweedFS busy (8 reach ~60% of the rate, 64 no more than 32).
 DEFAULT_WORKERS = 32
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 class StoreError(RuntimeError):
@@ -58,21 +66,28 @@ class StoreError(RuntimeError):
 
 
 class ManifestEntry(BaseModel):
-    """One image/label pair of a version: where it sits and what bytes it holds."""
+    """One listed image and its label: where it sits, what bytes they hold, the image's size."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    split: str
-    name: str  # the image's file name in the version, e.g. "a1b2_3.jpg"
+    split: Literal["train", "valid", "test"]
+    name: str  # the image's file name in the version on the host
     image_sha256: str
     image_size: int
     label_sha256: str
     label_size: int
+    width: int  # pixels, as the catalogue holds them: the label cache needs no decoding
+    height: int
 
     @property
     def pair(self) -> str:
         """Names the pair by content: a new image or label byte gives a new name."""
         return sha256_text([self.image_sha256, self.label_sha256])[:32]
+
+    @property
+    def file(self) -> str:
+        """The image's file name in a node's pool (the label's is ``{pair}.txt``)."""
+        return f"{self.pair}{os.path.splitext(self.name)[1].lower()}"
 
 
 class VersionManifest(BaseModel):
@@ -80,7 +95,7 @@ class VersionManifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str
+    version: str = Field(pattern=r"^\w[\w.-]*$")  # a folder name on the node, never a path
     names: dict[int, str]  # data.yaml ``names``; ``nc`` is their count
     entries: tuple[ManifestEntry, ...]
 
@@ -102,6 +117,15 @@ class Transfer:
     bytes: int
 
 
+class Listed(NamedTuple):
+    """One image of a version on this host, with its size in pixels."""
+
+    split: str
+    image: Path
+    width: int
+    height: int
+
+
 def label_path_of(image: Path) -> Path:
     """ultralytics' rule (img2label_paths): the last ``/images/`` becomes ``/labels/``, suffix .txt."""
     parts = list(image.parts)
@@ -110,48 +134,17 @@ def label_path_of(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _split_images(dataset_dir: Path, spec: str) -> list[Path]:
-    """A data.yaml split value: a folder of images or a text file listing them."""
-    target = Path(spec) if Path(spec).is_absolute() else dataset_dir / spec
-    if target.is_dir():
-        return sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [
-        (Path(line) if Path(line).is_absolute() else dataset_dir / line)
-        for line in (s.strip() for s in target.read_text().splitlines())
-        if line
-    ]
-
-
-def version_pairs(data_yaml: Path) -> tuple[dict[int, str], Iterator[tuple[str, Path, Path]]]:
-    """Class names and (split, image, label) of a version on disk, from its data.yaml.
-
-    Reads either layout ultralytics accepts: split folders, or image-list files.
-    """
-    facts = yaml.safe_load(data_yaml.read_text())
-    base = Path(facts.get("path") or data_yaml.parent)
-    names = {int(k): str(v) for k, v in facts["names"].items()}
-
-    def pairs() -> Iterator[tuple[str, Path, Path]]:
-        for split, key in YAML_SPLIT_KEYS.items():
-            if facts.get(key):
-                for image in _split_images(base, facts[key]):
-                    yield split, image, label_path_of(image)
-
-    return names, pairs()
-
-
 def build_manifest(
     version: str,
     names: dict[int, str],
-    pairs: Iterable[tuple[str, Path, Path]],
+    listed: Iterable[Listed],
     sha256_of: Callable[[Path], str] = sha256_file,
 ) -> tuple[VersionManifest, dict[str, Path]]:
-    """The manifest of ``pairs`` and where each object's bytes are on this host.
-
-    ``sha256_of`` lets a caller that already knows file hashes (a catalogue) skip rereading.
-    """
+    """The manifest of ``listed`` images (labels found the ultralytics way) and where each
+    object's bytes are on this host."""
     entries, files = [], {}
-    for split, image, label in pairs:
+    for split, image, width, height in listed:
+        label = label_path_of(image)
         image_sha, label_sha = sha256_of(image), sha256_of(label)
         files[image_sha], files[label_sha] = image, label
         entries.append(
@@ -162,9 +155,46 @@ def build_manifest(
                 image_size=image.stat().st_size,
                 label_sha256=label_sha,
                 label_size=label.stat().st_size,
+                width=width,
+                height=height,
             )
         )
     return VersionManifest(version=version, names=names, entries=tuple(entries)), files
+
+
+def version_manifest(dataset: DatasetVersion) -> tuple[VersionManifest, dict[str, Path]]:
+    """The manifest of a version ``versions.build_version`` wrote: its list files, with
+    image sizes from the catalogue (read from the image header for an output it forgot)."""
+    listed = []
+    with Catalogue(dataset.catalogue) as catalogue:
+        for split in SPLITS:
+            files = read_list(dataset.directory, split)
+            sizes = {
+                o.image: (o.width, o.height)
+                for o in catalogue.outputs_named(dataset.settings_key, files)
+            }
+            for file in files:
+                image = dataset.directory / split / IMAGES / file
+                listed.append(Listed(split, image, *(sizes.get(file) or _pixels(image))))
+    return build_manifest(dataset.version, dataset.class_names, listed)
+
+
+def _pixels(image: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(image) as opened:  # the header only, as the catalogue measured it
+        return opened.size
+
+
+def _place(source: str, target: str) -> None:
+    """Links an object into the pool. A pool name fixes its bytes, so a file already there
+    (another worker of this node, or a sync cut short) is this one."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        link_or_copy(source, target)  # a file system without hard links
 
 
 class NodeCache:
@@ -215,31 +245,40 @@ class NodeCache:
         return target
 
     def materialise(self, manifest: VersionManifest) -> Path:
-        """Image lists and data.yaml for ``manifest`` (whose objects must be here); returns data.yaml."""
-        lists: dict[str, list[str]] = {split: [] for split in SPLITS}
-        for split in SPLITS:
-            for kind in (IMAGES, LABELS):
-                (self.root / "pairs" / split / kind).mkdir(parents=True, exist_ok=True)
+        """The version folder for ``manifest`` (whose objects must be here), label caches
+        included; returns its data.yaml, written last."""
+        pool = self.root / "pool"
+        for kind in (IMAGES, LABELS):
+            (pool / kind).mkdir(parents=True, exist_ok=True)
+        by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
+        objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
         for entry in manifest.entries:
-            pair, pairs = entry.pair, f"{self.root}/pairs/{entry.split}"
-            image = f"{pairs}/{IMAGES}/{pair}{os.path.splitext(entry.name)[1].lower()}"
-            label = f"{pairs}/{LABELS}/{pair}.txt"
+            label = f"{pool}/{LABELS}/{entry.pair}.txt"
             if not os.path.exists(label):  # the label goes last: a pair with a label is complete
-                link_or_copy(self.object_path(entry.image_sha256), image)
-                link_or_copy(self.object_path(entry.label_sha256), label)
-            lists[entry.split].append(image)
+                for sha256, target in (
+                    (entry.image_sha256, f"{pool}/{IMAGES}/{entry.file}"),
+                    (entry.label_sha256, label),
+                ):
+                    _place(f"{objects}/{sha256[:2]}/{sha256}", target)
+            with open(label, encoding="utf-8") as text:
+                by_split[entry.split].append(
+                    LabelEntry(entry.file, entry.width, entry.height, text.read())
+                )
         version_dir = self.root / "versions" / manifest.version
-        version_dir.mkdir(parents=True, exist_ok=True)
-        for split, images in lists.items():
-            write_atomic(version_dir / f"{split}.txt", "".join(f"{p}\n" for p in images).encode())
-        facts = {
-            "path": str(version_dir),
-            **{key: f"{split}.txt" for split, key in YAML_SPLIT_KEYS.items()},
-            "nc": len(manifest.names),
-            "names": manifest.names,
-        }
+        for split, entries in by_split.items():
+            split_dir = version_dir / split
+            split_dir.mkdir(parents=True, exist_ok=True)
+            for kind in (IMAGES, LABELS):
+                link = split_dir / kind
+                if not link.is_symlink():
+                    with contextlib.suppress(FileExistsError):  # another worker of this node
+                        link.symlink_to(os.path.relpath(pool / kind, split_dir))
+            lines = "".join(f"{list_line(split, e.image)}\n" for e in entries)
+            write_atomic(version_dir / f"{split}.txt", lines.encode())
+            if entries:
+                write_labels_cache(split_dir, entries, len(manifest.names))
         data_yaml = version_dir / DATA_YAML
-        write_atomic(data_yaml, yaml.safe_dump(facts, sort_keys=False).encode())
+        write_atomic(data_yaml, data_yaml_text(manifest.names).encode())
         return data_yaml
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
-from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, build_manifest, version_pairs
+from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, version_manifest
 from azaion_pipeline.lib.distribution import Release
 from azaion_pipeline.lib.export import ExportedModel, TensorrtExport
 from azaion_pipeline.lib.records import Record
@@ -30,8 +30,7 @@ def share(record: Record, store: DatasetStore, cache: NodeCache) -> None:
     """Uploads what ``record`` points at and the store lacks; records without files: nothing."""
     if isinstance(record, DatasetVersion):
         if not store.has(store.manifest_key(record.version)):
-            names, pairs = version_pairs(record.data_yaml)
-            manifest, files = build_manifest(record.version, names, pairs)
+            manifest, files = version_manifest(record)
             pushed = store.push_version(manifest, files, cache)
             log.info("dataset %s pushed: %s", record.version, pushed)
     elif isinstance(record, TrainedWeights):
@@ -76,6 +75,7 @@ class Localiser:
         update: dict = {}
         if isinstance(record, DatasetVersion):
             update["data_yaml"] = self._dataset_yaml(record.version, record.data_yaml)
+            update["directory"] = update["data_yaml"].parent
         elif isinstance(record, TrainedWeights):
             update["weights_path"] = self._file(record.weights_path, record.weights_sha256)
             update["data_yaml"] = self._dataset_yaml(record.dataset_version, record.data_yaml)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real S3 server on loopback and small real annotated datasets on disk."""
+"""Shared fixtures: a real S3 server on loopback and dataset versions built by the real lib."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import pytest
 
 from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.classes import ClassCatalog
+from azaion_pipeline.lib.dataset.annotations import ValidationRules
+from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
+from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.ingest import ingest
+from azaion_pipeline.lib.dataset.versions import DatasetVersion, build_version, version_label
 from azaion_pipeline.lib.dataset_store import DatasetStore
-from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
+from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.s3 import s3_client
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import load_settings
-from azaion_pipeline.lib.split import DATA_YAML, data_yaml_text
 from azaion_pipeline.services.seaweedfs import S3Server, seaweedfs_s3
 
 
@@ -51,25 +55,48 @@ def catalog() -> ClassCatalog:
     return ClassCatalog.load(load_settings().resolved_classes_file())
 
 
-def split_folders(dataset_dir: Path, pairs: list[tuple[Path, Path]], catalog) -> Path:
-    """A version in the split-folder layout (round-robin over splits); returns its data.yaml."""
-    for index, (image, label) in enumerate(pairs):
-        split = SPLITS[index % len(SPLITS)]
-        for source, kind in ((image, IMAGES), (label, LABELS)):
-            target = dataset_dir / split / kind / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-    (dataset_dir / DATA_YAML).write_text(data_yaml_text(dataset_dir, catalog.model_names()))
-    return dataset_dir / DATA_YAML
+class Host:
+    """An Azaion root whose dataset versions are built through the lib, as the dataset
+    assets build them (ingest, augment, version), and the records they would return."""
+
+    def __init__(self, root: Path, catalog: ClassCatalog, variants: int = 1):
+        self.layout = AzaionLayout.under(root)
+        self.catalog = catalog
+        self.settings = AugmentSettings(variants=variants)
+
+    def add_samples(self, images: int, seed: int) -> list[str]:
+        """Writes ``images`` valid annotations into data/; returns their names."""
+        return generate_sample_data(
+            self.layout, self.catalog, images, seed=seed, size=(64, 48)
+        ).valid
+
+    def version(self) -> DatasetVersion:
+        rules = ValidationRules(self.catalog.valid_ids())
+        with Catalogue.of(self.layout) as catalogue:
+            ingest(self.layout, catalogue, rules, workers=1)
+            augment_pending(catalogue, self.layout.processed, self.settings, 1)
+            built = build_version(
+                catalogue,
+                self.layout,
+                store_dir(self.layout.processed, self.settings),
+                self.settings.key,
+                self.catalog.model_names(),
+            )
+        return DatasetVersion(
+            version=version_label(built.name),
+            id=built.id,
+            directory=built.directory,
+            data_yaml=built.data_yaml,
+            augmented_version=built.id,
+            catalogue=catalogue.path,
+            settings_key=self.settings.key,
+            class_names=self.catalog.model_names(),
+            images=built.images,
+            reused_existing=built.reused,
+            preview=None,
+        )
 
 
-def sample_pairs(
-    root: Path, catalog: ClassCatalog, images: int, seed: int
-) -> list[tuple[Path, Path]]:
-    layout = AzaionLayout.under(root)
-    generate_sample_data(layout, catalog, images, seed=seed, size=(64, 48))
-    pairs = []
-    for folder in (layout.data, layout.data_seed):
-        for image in sorted((folder / IMAGES).glob("*.jpg")):
-            pairs.append((image, folder / LABELS / f"{image.stem}.txt"))
-    return pairs
+@pytest.fixture
+def host(tmp_path: Path, catalog: ClassCatalog) -> Host:
+    return Host(tmp_path / "host", catalog)

@@ -48,7 +48,7 @@ RUN_CONFIG = {
                 "plots": False,
             }
         },
-        "trained_model_beats_champion": {"config": {"floor": 0.0}},
+        "model_evaluation_promotion_gate": {"config": {"tolerance": 0.01, "floor": 0.0}},
         "onnx_model": {"config": {"max_batch": 2}},
     }
 }

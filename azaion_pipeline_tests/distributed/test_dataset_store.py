@@ -7,97 +7,156 @@ from pathlib import Path
 import pytest
 import yaml
 
+from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
+from azaion_pipeline.lib.dataset.versions import YAML_KEYS, DatasetVersion, read_list
 from azaion_pipeline.lib.dataset_store import (
     DatasetStore,
     NodeCache,
     StoreError,
-    build_manifest,
-    version_pairs,
+    VersionManifest,
+    version_manifest,
 )
 from azaion_pipeline.lib.hashing import sha256_file
-from azaion_pipeline.lib.layout import SPLITS
-from azaion_pipeline_tests.distributed.conftest import sample_pairs, split_folders
+from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+from azaion_pipeline.lib.portable import Localiser, share
 
 
-def push(store: DatasetStore, data_yaml: Path, version: str, cache: NodeCache | None = None):
-    names, pairs = version_pairs(data_yaml)
-    manifest, files = build_manifest(version, names, pairs)
+def push(store: DatasetStore, dataset: DatasetVersion, cache: NodeCache | None = None):
+    manifest, files = version_manifest(dataset)
     return manifest, store.push_version(manifest, files, cache)
 
 
-def listed(data_yaml: Path) -> dict[str, list[Path]]:
-    facts = yaml.safe_load(data_yaml.read_text())
-    base = Path(facts["path"])
-    keys = {"train": "train", "valid": "val", "test": "test"}
-    return {s: [Path(p) for p in (base / facts[keys[s]]).read_text().split()] for s in SPLITS}
+def host_files(dataset: DatasetVersion) -> dict[str, tuple[Path, Path]]:
+    """Image file name -> (image, label) on the host, from the version's own lists."""
+    return {
+        name: (
+            dataset.directory / split / IMAGES / name,
+            dataset.directory / split / LABELS / f"{Path(name).stem}.txt",
+        )
+        for split in SPLITS
+        for name in read_list(dataset.directory, split)
+    }
+
+
+def object_hashes(dataset: DatasetVersion) -> set[str]:
+    return {sha256_file(p) for pair in host_files(dataset).values() for p in pair}
+
+
+def node_labels(data_yaml: Path, split_key: str, monkeypatch) -> dict[str, list[list[float]]]:
+    """What ultralytics' loader gives for one split, by node image file name; it must take
+    the written labels.cache (a scan fails the test)."""
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    def no_scan(self, *args, **kwargs):
+        raise AssertionError("ultralytics scanned: the written cache was not taken")
+
+    monkeypatch.setattr(YOLODataset, "cache_labels", no_scan)
+    spec = check_det_dataset(str(data_yaml), autodownload=False)
+    dataset = YOLODataset(img_path=spec[split_key], data=spec, augment=False)
+    return {
+        Path(label["im_file"]).name: [
+            [int(c), *map(float, box)]
+            for c, box in zip(label["cls"].ravel(), label["bboxes"], strict=True)
+        ]
+        for label in dataset.labels
+    }
 
 
 def test_a_version_syncs_into_an_empty_cache_and_again_costs_nothing(
-    tmp_path, dataset_store, catalog
+    tmp_path, host, dataset_store, monkeypatch
 ):
-    pairs = sample_pairs(tmp_path / "root", catalog, 12, seed=1)
-    data_yaml = split_folders(tmp_path / "v1", pairs, catalog)
-    manifest, pushed = push(dataset_store, data_yaml, "v1")
-    assert pushed.objects == len(manifest.objects()) == pushed.transferred
-    assert len(manifest.entries) == 12
+    host.add_samples(12, seed=1)
+    dataset = host.version()
+    manifest, pushed = push(dataset_store, dataset)
+    on_host = host_files(dataset)
+    assert pushed.objects == pushed.transferred == len(object_hashes(dataset))
+    assert len(manifest.entries) == len(on_host) > 12  # originals plus a variant each in train
 
     cache = NodeCache(tmp_path / "node")
-    node_yaml, pulled = dataset_store.pull_version("v1", cache)
+    node_yaml, pulled = dataset_store.pull_version(dataset.version, cache)
     assert (pulled.objects, pulled.transferred) == (pushed.objects, pushed.objects)
-    assert pulled.bytes == sum(manifest.objects().values())
-    # Each listed image and its ultralytics label path hold the bytes of the original pair.
-    originals = {image.name: (sha256_file(image), sha256_file(label)) for image, label in pairs}
-    lists = listed(node_yaml)
-    assert sum(len(v) for v in lists.values()) == 12
-    by_pair = {e.pair: e for e in manifest.entries}
-    for split, images in lists.items():
-        for image in images:
-            entry = by_pair[image.stem]
+    assert pulled.bytes == sum(p.stat().st_size for pair in on_host.values() for p in pair)
+    # Every split lists as many images as on the host, each with the host's image and label bytes.
+    by_file = {entry.file: entry for entry in manifest.entries}
+    for split in SPLITS:
+        listed = read_list(node_yaml.parent, split)
+        assert len(listed) == len(read_list(dataset.directory, split))
+        for file in listed:
+            entry = by_file[file]
+            image = node_yaml.parent / split / IMAGES / file
+            label = node_yaml.parent / split / LABELS / f"{Path(file).stem}.txt"
             assert entry.split == split
-            label = image.parent.parent / "labels" / f"{image.stem}.txt"
-            assert (sha256_file(image), sha256_file(label)) == originals[entry.name]
+            assert (sha256_file(image), sha256_file(label)) == tuple(
+                sha256_file(p) for p in on_host[entry.name]
+            )
     facts = yaml.safe_load(node_yaml.read_text())
-    assert facts["nc"] == 80 and facts["names"] == catalog.model_names()
+    assert facts["nc"] == 80 and facts["names"] == host.catalog.model_names()
+    # The node's copy names no catalogue: its caches came with the sync, not from here.
+    assert "azaion_catalogue" not in facts and prepare_labels_caches(node_yaml) == []
+    trained_on = node_labels(node_yaml, "train", monkeypatch)
+    for file, boxes in trained_on.items():
+        label_text = on_host[by_file[file].name][1].read_text()
+        expected = [[float(v) for v in line.split()] for line in label_text.splitlines()]
+        assert len(boxes) == len(expected)
+        for got, want in zip(sorted(boxes), sorted(expected), strict=True):
+            assert got == pytest.approx(want, abs=1e-6)
 
-    _, again = dataset_store.pull_version("v1", cache)
+    _, again = dataset_store.pull_version(dataset.version, cache)
     assert again.transferred == 0 and again.bytes == 0
 
 
-def test_a_grown_version_transfers_only_the_new_objects(tmp_path, dataset_store, catalog):
-    pairs = sample_pairs(tmp_path / "root", catalog, 15, seed=2)
-    base, added = pairs[:12], pairs[12:]
-    _, first = push(dataset_store, split_folders(tmp_path / "v1", base, catalog), "v1")
+def test_a_grown_version_transfers_only_the_new_objects(tmp_path, host, dataset_store):
+    host.add_samples(12, seed=2)
+    first_version = host.version()
+    _, first = push(dataset_store, first_version)
     cache = NodeCache(tmp_path / "node")
-    dataset_store.pull_version("v1", cache)
+    dataset_store.pull_version(first_version.version, cache)
 
-    grown, pushed = push(dataset_store, split_folders(tmp_path / "v2", pairs, catalog), "v2")
-    new_objects = {sha256_file(p) for pair in added for p in pair} - {
-        sha256_file(p) for pair in base for p in pair
-    }
+    host.add_samples(3, seed=3)
+    grown_version = host.version()
+    assert grown_version.version != first_version.version
+    new_objects = object_hashes(grown_version) - object_hashes(first_version)
+    assert new_objects
+    _, pushed = push(dataset_store, grown_version)
     assert pushed.transferred == len(new_objects)
-    _, pulled = dataset_store.pull_version("v2", cache)
+    _, pulled = dataset_store.pull_version(grown_version.version, cache)
     assert pulled.transferred == len(new_objects)
-    assert pulled.objects == len(grown.objects()) == first.objects + len(new_objects)
+    assert pulled.objects == len(object_hashes(grown_version)) == first.objects + len(new_objects)
 
 
-def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, dataset_store, catalog):
-    pairs = sample_pairs(tmp_path / "root", catalog, 6, seed=3)
+def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, host, dataset_store):
+    host.add_samples(6, seed=4)
+    dataset = host.version()
     cache = NodeCache(tmp_path / "node")
-    push(dataset_store, split_folders(tmp_path / "v1", pairs, catalog), "v1", cache)
-    _, pulled = dataset_store.pull_version("v1", cache)
+    push(dataset_store, dataset, cache)
+    _, pulled = dataset_store.pull_version(dataset.version, cache)
     assert pulled.transferred == 0
 
 
-def test_an_object_with_wrong_bytes_is_refused_and_never_cached(tmp_path, dataset_store, catalog):
-    pairs = sample_pairs(tmp_path / "root", catalog, 3, seed=4)
-    manifest, _ = push(dataset_store, split_folders(tmp_path / "v1", pairs, catalog), "v1")
+def test_an_object_with_wrong_bytes_is_refused_and_never_cached(tmp_path, host, dataset_store):
+    host.add_samples(3, seed=5)
+    dataset = host.version()
+    manifest, _ = push(dataset_store, dataset)
     victim = manifest.entries[0].image_sha256
     dataset_store.put_bytes(dataset_store.object_key(victim), b"tampered")
     cache = NodeCache(tmp_path / "node")
     with pytest.raises(StoreError, match=victim):
-        dataset_store.pull_version("v1", cache)
+        dataset_store.pull_version(dataset.version, cache)
     assert not cache.has(victim)
     assert not list(cache.object_path(victim).parent.glob(".*.tmp"))
+
+
+def test_a_manifest_cannot_point_the_node_outside_its_cache(host):
+    host.add_samples(3, seed=6)
+    manifest, _ = version_manifest(host.version())
+    data = manifest.model_dump(mode="json")
+    assert VersionManifest.model_validate(data) == manifest  # the real one loads
+    with pytest.raises(ValueError, match="version"):
+        VersionManifest.model_validate(data | {"version": "../../elsewhere"})
+    data["entries"][0]["split"] = "../../elsewhere"
+    with pytest.raises(ValueError, match="split"):
+        VersionManifest.model_validate(data)
 
 
 def test_weights_travel_by_hash_under_their_own_name(tmp_path, dataset_store):
@@ -108,44 +167,48 @@ def test_weights_travel_by_hash_under_their_own_name(tmp_path, dataset_store):
     assert fetched.name == "best.pt" and fetched.read_bytes() == weights.read_bytes()
 
 
-def test_a_label_edited_to_the_same_size_trains_on_the_new_labels(tmp_path, dataset_store, catalog):
-    """ultralytics keys labels.cache on paths + total size; pair-named files change both."""
-    from ultralytics.data.dataset import YOLODataset
-
-    pairs = sample_pairs(tmp_path / "root", catalog, 6, seed=5)
+def test_a_label_edited_to_the_same_size_trains_on_the_new_labels(
+    tmp_path, host, dataset_store, monkeypatch
+):
+    """ultralytics keys labels.cache on paths + total size: the node writes each version's
+    cache from its manifest, so an edit that keeps the size still reaches training."""
+    name = host.add_samples(10, seed=7)[0]
+    label = host.layout.data / LABELS / f"{name}.txt"
     cache = NodeCache(tmp_path / "node")
 
-    def train_labels(version: str) -> dict[str, list[int]]:
-        node_yaml, _ = dataset_store.pull_version(version, cache)
-        dataset = YOLODataset(
-            img_path=str(node_yaml.parent / "train.txt"),
-            data={"names": catalog.model_names(), "nc": 80, "channels": 3},
-            imgsz=64,
-            augment=False,
-        )
-        return {
-            Path(lb["im_file"]).stem: sorted(int(c) for c in lb["cls"]) for lb in dataset.labels
-        }
+    def synced(text: str) -> tuple[Path, VersionManifest]:
+        label.write_text(text)
+        dataset = host.version()
+        manifest, _ = push(dataset_store, dataset)
+        node_yaml, _ = dataset_store.pull_version(dataset.version, cache)
+        return node_yaml, manifest
 
-    v1_dir = tmp_path / "v1"
-    push(dataset_store, split_folders(v1_dir, pairs, catalog), "v1")
-    before = train_labels("v1")
-    assert (cache.root / "pairs" / "train" / "labels.cache").exists()
+    def boxes_of(node_yaml: Path, manifest: VersionManifest) -> list[list[float]]:
+        [original] = [e for e in manifest.entries if e.name.startswith(f"{name}.")]
+        split_key = YAML_KEYS[original.split]
+        return node_labels(node_yaml, split_key, monkeypatch)[original.file]
 
-    # Edit one train label in place: class 0 <-> 1 on its first box, same byte size.
-    label = next(
-        p for p in sorted((v1_dir / "train" / "labels").glob("*.txt")) if p.read_text().strip()
-    )
-    text = label.read_text()
-    old_class = text.split()[0]
-    new_class = "1" if old_class == "0" else "0" if len(old_class) == 1 else old_class[::-1]
-    edited = new_class + text[len(old_class) :]
-    assert len(edited) == len(text) and edited != text
-    label.write_text(edited)
-    push(dataset_store, v1_dir / "data.yaml", "v2")
+    before = synced("3 0.500000 0.500000 0.200000 0.200000\n")
+    after = synced("5 0.500000 0.500000 0.200000 0.200000\n")  # same size, new class
+    assert before[0] != after[0]
+    [[class_id, *box]] = boxes_of(*after)
+    assert class_id == 5 and box == pytest.approx([0.5, 0.5, 0.2, 0.2])
+    # The earlier version on the node still reads the earlier label.
+    [[class_id, *box]] = boxes_of(*before)
+    assert class_id == 3 and box == pytest.approx([0.5, 0.5, 0.2, 0.2])
 
-    after = train_labels("v2")
-    expected = sorted(int(line.split()[0]) for line in edited.splitlines() if line.strip())
-    changed = set(after) - set(before)
-    assert len(changed) == 1
-    assert after[changed.pop()] == expected
+
+def test_a_shared_version_is_localised_on_a_worker_without_the_root(tmp_path, host, dataset_store):
+    host.add_samples(6, seed=8)
+    dataset = host.version()
+    share(dataset, dataset_store, NodeCache(tmp_path / "host-cache"))
+    assert dataset_store.has(dataset_store.manifest_key(dataset.version))
+
+    on_host = Localiser(dataset_store, NodeCache(tmp_path / "host-cache"), host.layout.root)
+    assert on_host(dataset) == dataset  # its own files: nothing synced
+    worker_cache = NodeCache(tmp_path / "gpu" / "node-cache")
+    local = Localiser(dataset_store, worker_cache, tmp_path / "gpu")(dataset)
+    assert local.directory == local.data_yaml.parent
+    assert local.data_yaml.is_relative_to(worker_cache.root)
+    cached = {p.parent.name for p in local.directory.glob("*/labels.cache")}
+    assert cached == {split for split, images in dataset.images.items() if images}

@@ -77,13 +77,17 @@ def version_id(catalogue: Catalogue, settings_key: str) -> tuple[str, dict[str, 
     return sha256_text(parts)[:16], counts
 
 
-def data_yaml_text(model_names: dict[int, str], catalogue: Path, settings_key: str) -> str:
+def data_yaml_text(
+    model_names: dict[int, str], catalogue: Path | None = None, settings_key: str = ""
+) -> str:
     """No ``path:``: ultralytics then resolves the lists beside data.yaml, so a version
-    folder can move (or be synced to a GPU node) as it is."""
+    folder can move (or be synced to a GPU node) as it is. ``catalogue`` is left out where
+    the label caches were written already (a node's copy, see ``dataset_store``)."""
     spec: dict = {yaml_key: f"{split}.txt" for split, yaml_key in YAML_KEYS.items()}
     spec |= {"nc": len(model_names), "names": model_names}
-    # Where the labels cache writer finds this version's boxes (labels_cache.prepare).
-    spec |= {"azaion_catalogue": str(catalogue), "azaion_settings_key": settings_key}
+    if catalogue is not None:
+        # Where the labels cache writer finds this version's boxes (labels_cache.prepare).
+        spec |= {"azaion_catalogue": str(catalogue), "azaion_settings_key": settings_key}
     return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 
 
