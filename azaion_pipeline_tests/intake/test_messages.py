@@ -13,7 +13,9 @@ from azaion_pipeline.lib.intake.messages import (
     DeadLetter,
     DeadLetterReason,
     Detection,
+    Role,
     decode,
+    encode_annotation,
     status_of,
 )
 
@@ -37,6 +39,18 @@ def test_unknown_status(sent):
     with pytest.raises(DeadLetter) as caught:
         status_of(sent)
     assert caught.value.reason is DeadLetterReason.UNKNOWN_STATUS
+
+
+def test_undecodable_image_is_a_dead_letter_after_ultralytics_patched_pil():
+    import ultralytics  # noqa: F401  (patches PIL.Image.open for the whole process)
+
+    body = encode_annotation(
+        name="a1", image=b"not an image", label_boxes=[], created_role=Role.VALIDATOR,
+        created_email="v@example.com",
+    )  # fmt: skip
+    with pytest.raises(DeadLetter) as caught:
+        decode(body, AnnotationStatus.CREATED)
+    assert caught.value.reason is DeadLetterReason.IMAGE_UNDECODABLE
 
 
 def test_detection_keys_in_either_spelling():
