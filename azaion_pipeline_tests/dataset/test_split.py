@@ -50,14 +50,20 @@ def splits(harness) -> dict[str, str]:
 
 
 def test_near_twins_never_straddle_splits(harness, layout):
+    # Fixed names: a group's split is a hash of a name, so random names could (p = 0.7^8)
+    # put all eight groups in train and make the spread assertion fail by chance.
+    def name(seed: int, member: int) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"twins-{seed}-{member}"))
+
     groups = []
     for seed in range(8):
         frame = terrain(seed)
-        groups.append([write(layout, frame), *(write(layout, t) for t in twins(frame)[:2])])
+        members = [frame, *twins(frame)[:2]]
+        groups.append([write(layout, image, name(seed, i)) for i, image in enumerate(members)])
     harness.ingest()[0].close()
     # The third twin of each arrives in a later run: it follows what is already there.
     for seed, group in enumerate(groups):
-        group.append(write(layout, twins(terrain(seed))[2]))
+        group.append(write(layout, twins(terrain(seed))[2], name(seed, 3)))
     harness.ingest()[0].close()
 
     assigned = splits(harness)
