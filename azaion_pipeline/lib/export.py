@@ -56,6 +56,16 @@ class ExportSettings(BaseModel):
     )
     iou: float = Field(default=0.7, gt=0.0, le=1.0, description="NMS IoU threshold in-graph.")
 
+    def batched_nms_arguments(self) -> dict:
+        """ultralytics export arguments for a dynamic batch 1..max_batch with NMS in the graph."""
+        return {
+            "dynamic": True,
+            "batch": self.max_batch,
+            "nms": True,
+            "conf": self.conf,
+            "iou": self.iou,
+        }
+
 
 class ExportedModel(Record, ExportSettings):
     """An export asset's output: the file, the settings baked into it (``ExportSettings`` and
@@ -153,12 +163,8 @@ def export_onnx(
             Path(scratch),
             format="onnx",
             imgsz=imgsz,
-            dynamic=True,
-            batch=settings.max_batch,
-            nms=True,
-            conf=settings.conf,
-            iou=settings.iou,
             simplify=True,  # onnxslim
+            **settings.batched_nms_arguments(),
         )
         model = onnx.load(str(produced))
         entries = {p.key: p.value for p in model.metadata_props}
@@ -216,12 +222,8 @@ def export_tensorrt(
             Path(scratch),
             format="engine",
             imgsz=imgsz,
-            dynamic=True,
-            batch=settings.max_batch,
-            nms=True,
-            conf=settings.conf,
-            iou=settings.iou,
             device=0,
+            **settings.batched_nms_arguments(),
         )
         name = engine_filename(props.major, props.minor, props.multi_processor_count)
         return _store(produced, exports_root, name, "tensorrt", started)
