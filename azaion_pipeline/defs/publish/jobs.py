@@ -8,7 +8,12 @@ from pydantic import Field
 
 from azaion_pipeline.defs.automation.settings import schedule_status
 from azaion_pipeline.defs.config import checked, config_of
-from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseLocation, TufMetadata
+from azaion_pipeline.defs.publish.resources import (
+    AzaionApi,
+    AzaionCdn,
+    ReleaseLocation,
+    TufMetadata,
+)
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.settings import automation_settings
@@ -118,21 +123,34 @@ class CleanupConfig(ReleaseLocation):
 
 @dg.op(
     config_schema=checked(CleanupConfig),
-    description="Removes partial release folders (no release.json) and aborts unfinished "
-    "multipart uploads older than the configured age; complete releases are never touched.",
+    description="Removes partial release folders (no release.json), their abandoned .small parts "
+    "on the API, and aborts unfinished multipart uploads older than the configured age; complete "
+    "releases are never touched (their API folders are sealed).",
 )
-def remove_publish_debris(context: dg.OpExecutionContext, azaion_cdn: AzaionCdn) -> None:
+def remove_publish_debris(
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, azaion_api: AzaionApi
+) -> None:
     config = config_of(context, CleanupConfig)
+    admin = azaion_api.admin_client()
+    if admin is None:
+        context.log.warning(
+            "no API admin identity (AZAION_API_ADMIN_EMAIL/_PASSWORD): .small parts are not cleaned"
+        )
     report = clean_debris(
         azaion_cdn.upload_store(),
         config.model_name,
         config.prefix,
         timedelta(hours=config.older_than_hours),
+        admin=admin,
     )
     for version in report.partial_releases:
         context.log.info(f"removed the partial release {version}")
     for key in report.aborted_uploads:
         context.log.info(f"aborted the unfinished upload of {key}")
+    for name in report.removed_smalls:
+        context.log.info(f"removed the abandoned {name} from the API")
+    for version in report.sealed:
+        context.log.info(f"sealed the complete release {version} on the API")
     context.log.info(report.summary())
 
 
