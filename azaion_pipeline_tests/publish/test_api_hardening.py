@@ -16,7 +16,7 @@ from azaion_pipeline.devserver.app import DevServerSettings, create_app
 from azaion_pipeline.devserver.server import serve_in_thread
 from azaion_pipeline.devserver.users import add_user
 
-from .conftest import api_client
+from .conftest import admin_client, api_client
 from .test_api import new_user
 
 
@@ -201,16 +201,6 @@ def test_no_secret_in_errors(stack, tmp_path):
             timeout=10,
         )
         assert answer.status_code == 422 and password not in answer.text
-
-
-def admin_client(stack: dict[str, str]):
-    return api_client(
-        {
-            "AZAION_API_URL": stack["AZAION_API_URL"],
-            "AZAION_API_EMAIL": stack["AZAION_API_ADMIN_EMAIL"],
-            "AZAION_API_PASSWORD": stack["AZAION_API_ADMIN_PASSWORD"],
-        }
-    )
 
 
 def test_only_an_admin_deletes_and_only_what_no_complete_release_holds(stack):

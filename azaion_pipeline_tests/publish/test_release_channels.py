@@ -31,7 +31,7 @@ from azaion_pipeline.lib.tuf_repo import (
 )
 from azaion_pipeline_tests.seeding import trained_record
 
-from .conftest import api_client, cdn_store
+from .conftest import admin_client, api_client, cdn_store
 from .test_published_model import export_record
 
 
@@ -79,10 +79,21 @@ class Channels:
             signing_key=self.env["AZAION_SIGNING_KEY"],
             model_secret=self.env["AZAION_MODEL_KEY"],
             model_name=self.model,
+            admin=self.admin(),
             workdir=workdir,
             prefix="models",
         )
         return release.version, model.read_bytes()
+
+    def admin(self):
+        return admin_client(self.env)
+
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        """Every object of this model's release folders on the CDN, every file on the API."""
+        root = f"models/{self.model}/"
+        cdn = [k for k in cdn_store(self.env, "uploader").list_keys(root) if "/tuf/" not in k]
+        api = [f"{f.folder}/{f.filename}" for f in self.admin().list_files(root.rstrip("/"))]
+        return cdn, api
 
     @property
     def out(self) -> Path:
@@ -286,6 +297,8 @@ def test_cleanup_removes_debris_and_keeps_every_complete_release(channels):
 def test_cleanup_job_reports_what_it_removed(channels, stack_env):
     version, _ = channels.publish("one")
     partial, unfinished = _leave_debris(channels)
+    small = f"models/{channels.model}/{partial}/azaion.bin.small"
+    api_client(channels.env).upload_file(small.rsplit("/", 1)[0], "azaion.bin.small", b"half")
     time.sleep(1)  # the debris is now older than the job's half-second threshold
     instance = dg.DagsterInstance.ephemeral()
     config = {"model_name": channels.model, "older_than_hours": 0.5 / 3600}
@@ -298,7 +311,11 @@ def test_cleanup_job_reports_what_it_removed(channels, stack_env):
     logs = "\n".join(record.user_message for record in instance.all_logs(result.run_id))
     assert f"removed the partial release {partial}" in logs
     assert f"aborted the unfinished upload of {unfinished}" in logs
-    assert "removed 1 partial release(s) (1 object(s)), aborted 1 unfinished upload(s)" in logs
+    assert f"removed the abandoned {small} from the API" in logs
+    assert (
+        "removed 1 partial release(s) (1 object(s)), aborted 1 unfinished upload(s), "
+        "removed 1 abandoned .small part(s)"
+    ) in logs
     assert channels.fetch().version == version
 
 
@@ -346,3 +363,49 @@ def test_a_failing_api_names_the_small_part_and_the_cause(channels, injected):
     with pytest.raises(ApiError, match=r"loading .*/azaion\.bin\.small: .*HTTP 503"):
         channels.fetch(api=api_client(channels.env, retries=0))
     assert not channels.out.exists()
+
+
+def test_a_failed_publish_leaves_nothing_on_either_side(channels, injected):
+    first, model = channels.publish("one")
+    kept = channels.leftovers()
+    # Staging works, loading the staged release back does not: the round trip fails.
+    injected.fail("/resources/get/", 503)
+    with pytest.raises(IntegrityError, match=r"did not load back.*canary channel did not move"):
+        channels.publish("two")
+    # Dying half-way through the uploads: the CDN holds a .big, the API nothing yet.
+    injected.clear()
+    injected.fail("/resources/models/", 503)
+    with pytest.raises(ApiError, match="HTTP 503"):
+        channels.publish("three")
+    injected.clear()
+    assert channels.leftovers() == kept
+    assert channels.fetch().version == first and channels.out.read_bytes() == model
+
+
+def test_cleanup_removes_abandoned_small_parts_and_seals_complete_releases(channels):
+    version, model = channels.publish("one")
+    cdn_kept, api_kept = channels.leftovers()
+    partial, _ = _leave_debris(channels)
+    # A killed publish: its .small reached the API, but no release.json reached the CDN.
+    api_client(channels.env).upload_file(
+        f"models/{channels.model}/{partial}", "azaion.bin.small", b"half a publish"
+    )
+    # A complete release whose seal was lost (its publish died right after the channel moved).
+    complete = f"models/{channels.model}/{version}"
+    (Path(channels.env["AZAION_DEVSTACK_STORAGE_DIR"]) / complete / ".sealed").unlink()
+    admin = channels.admin()
+    in_two_hours = datetime.now(UTC) + timedelta(hours=2)
+    report = clean_debris(
+        cdn_store(channels.env, "uploader"),
+        channels.model,
+        "models",
+        older_than=timedelta(hours=1),
+        now=in_two_hours,
+        admin=admin,
+    )
+    assert report.removed_smalls == [f"models/{channels.model}/{partial}/azaion.bin.small"]
+    assert report.sealed == [version]
+    assert channels.leftovers() == (cdn_kept, api_kept)
+    with pytest.raises(ApiError, match=r"HTTP 409.*complete release"):
+        admin.delete_file(complete, "azaion.bin.small")
+    assert channels.fetch().version == version and channels.out.read_bytes() == model
