@@ -77,14 +77,29 @@ def _raw_request(url: str, head: str) -> str:
         return sock.recv(4096).decode(errors="replace")
 
 
-def test_login_refuses_a_huge_body_without_reading_it(stack):
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /login",
+        "POST /resources/models",
+        "POST /resources/get/models",
+        "POST /seal/models/x",
+        "POST /admin/users/a@b.c/reset-hardware",
+        "GET /admin/resources/models",
+        "DELETE /admin/resources/models/x.small",
+    ],
+)
+def test_every_route_refuses_a_huge_body_without_reading_it(stack, route):
     # Before, the server waited for (and read) all 150 MiB before answering 401.
     answer = _raw_request(
         stack["AZAION_API_URL"],
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {150 * 1024 * 1024}\r\n\r\n",
     )
     assert answer.startswith("HTTP/1.1 413")
+
+
+def test_a_body_without_a_length_is_refused(stack):
     chunked = _raw_request(
         stack["AZAION_API_URL"],
         "POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from tuf.api.metadata import Metadata
 
 from azaion_pipeline.defs.publish.jobs import cleanup_job, refresh_job
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
@@ -23,6 +24,7 @@ from azaion_pipeline.lib.distribution import IntegrityError, ReleaseNames
 from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
 from azaion_pipeline.lib.release_flow import publish_verified
 from azaion_pipeline.lib.tuf_repo import (
+    GRACE_FIELD,
     KEY_ENV,
     TufError,
     TufPolicy,
@@ -409,3 +411,44 @@ def test_cleanup_removes_abandoned_small_parts_and_seals_complete_releases(chann
     with pytest.raises(ApiError, match=r"HTTP 409.*complete release"):
         admin.delete_file(complete, "azaion.bin.small")
     assert channels.fetch().version == version and channels.out.read_bytes() == model
+
+
+def test_timestamp_expiry_and_offline_grace_are_signed_and_configurable(
+    channels, stack_env, monkeypatch
+):
+    uploader = cdn_store(channels.env, "uploader")
+
+    def signed(name: str):
+        return Metadata.from_bytes(uploader.get_bytes(channels.key("canary", name))).signed
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    version, _ = channels.publish("one")
+    assert before + timedelta(days=7) <= signed("timestamp.json").expires
+    assert signed("timestamp.json").expires <= datetime.now(UTC) + timedelta(days=7)
+    assert signed("root.json").unrecognized_fields[GRACE_FIELD] == 3 * 24 * 3600
+
+    monkeypatch.setenv("AZAION_TUF_TIMESTAMP_EXPIRY_DAYS", "2")
+    monkeypatch.setenv("AZAION_TUF_OFFLINE_GRACE_DAYS", "0.5")
+    before = datetime.now(UTC).replace(microsecond=0)
+    refreshed = refresh_job.execute_in_process(
+        resources=publish_resource_defs(),
+        run_config={"ops": {"refresh_timestamps": {"config": {"model_name": channels.model}}}},
+    )
+    assert refreshed.success
+    assert before + timedelta(days=2) <= signed("timestamp.json").expires
+    assert signed("timestamp.json").expires <= datetime.now(UTC) + timedelta(days=2)
+    # The new grace is a new root version, signed by the root key, which the device follows.
+    root = signed("root.json")
+    assert (root.version, root.unrecognized_fields[GRACE_FIELD]) == (2, 12 * 3600)
+    assert channels.fetch().version == version
+
+
+def test_an_unreachable_api_is_named_with_the_small_part_and_the_cause(channels):
+    channels.publish("one")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    api = api_client({**channels.env, "AZAION_API_URL": dead}, retries=1)
+    with pytest.raises(ApiError, match=r"azaion\.bin\.small.*Connection refused"):
+        channels.fetch(api=api)
+    assert not channels.out.exists()
