@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from tuf.api.metadata import Metadata
 
-from azaion_pipeline.defs.publish.jobs import cleanup_job, refresh_job
+from azaion_pipeline.defs.publish.jobs import cleanup_job, refresh_job, rotate_root_job
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.lib.api_client import ApiError
 from azaion_pipeline.lib.cdn import CdnError
@@ -23,12 +23,16 @@ from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.distribution import IntegrityError, ReleaseNames
 from azaion_pipeline.lib.edge_fetch import FetchResult, UpdateRefused, fetch_current
 from azaion_pipeline.lib.release_flow import publish_verified
+from azaion_pipeline.lib.release_manifest import generate_signing_key, public_key_text
 from azaion_pipeline.lib.tuf_repo import (
     GRACE_FIELD,
     KEY_ENV,
+    PREVIOUS_ROOT_KEY_ENV,
     TufError,
     TufPolicy,
     TufRepository,
+    generate_tuf_keys,
+    load_signer,
     load_signers,
 )
 from azaion_pipeline_tests.seeding import trained_record
@@ -330,6 +334,7 @@ def test_release_jobs_and_the_refresh_schedule_are_in_the_code_location(channels
         "promote_to_stable",
         "refresh_release_metadata",
         "cleanup_publish_debris",
+        "rotate_release_root",
     } <= {job.name for job in repository.get_all_jobs()}
     schedule = repository.get_schedule_def("release_metadata_refresh_schedule")
     assert schedule.job_name == "refresh_release_metadata"
@@ -452,3 +457,49 @@ def test_an_unreachable_api_is_named_with_the_small_part_and_the_cause(channels)
     with pytest.raises(ApiError, match=r"azaion\.bin\.small.*Connection refused"):
         channels.fetch(api=api)
     assert not channels.out.exists()
+
+
+def test_a_device_follows_a_root_key_rotation(channels, stack_env, monkeypatch, tmp_path):
+    first, first_model = channels.publish("one")
+    assert channels.fetch().version == first  # the device now trusts root 1 and the old keys
+    new_keys = generate_tuf_keys()  # root and every role
+    for name, value in {**new_keys, PREVIOUS_ROOT_KEY_ENV: channels.env[KEY_ENV["root"]]}.items():
+        monkeypatch.setenv(name, value)
+    rotated = rotate_root_job.execute_in_process(
+        resources=publish_resource_defs(),
+        run_config={"ops": {"rotate_root_keys": {"config": {"model_name": channels.model}}}},
+    )
+    assert rotated.success
+    # The publisher now signs with the new keys only; the device keeps its old pinned key.
+    channels.env = {**channels.env, **new_keys}
+    assert channels.fetch().version == first
+    trusted = channels.folder / "device-state" / "tuf" / channels.model / "canary" / "root.json"
+    assert Metadata.from_file(str(trusted)).signed.version == 2
+
+    second, second_model = channels.publish("two")
+    assert channels.fetch().version == second and channels.out.read_bytes() == second_model
+    # The release served across the rotation was re-signed with the new keys: it can come back.
+    assert rollback_channel(channels.repo()).version == first
+    assert channels.fetch().version == first and channels.out.read_bytes() == first_model
+
+    # A device set up after the rotation pins the new root key and starts from the newest root.
+    new_root_public = public_key_text(new_keys[KEY_ENV["root"]])
+    fresh = Channels(
+        {**channels.env, "AZAION_TUF_ROOT_PUBLIC_KEY": new_root_public},
+        tmp_path / "new",
+        channels.model,
+    )
+    assert fresh.fetch().version == first
+
+    # A next root not co-signed by the trusted root key is refused, whoever signed it.
+    forged = Metadata.from_file(str(trusted))
+    forged.signed.version = 3
+    forged.signed.roles["root"].keyids = []
+    attacker = load_signer(generate_signing_key()[0])
+    forged.signed.add_key(attacker.public_key, "root")
+    forged.sign(attacker)
+    cdn_store(channels.env, "uploader").put_bytes(
+        channels.key("canary", "3.root.json"), forged.to_bytes()
+    )
+    with pytest.raises(UpdateRefused, match="not signed by the keys this device trusts"):
+        channels.fetch()

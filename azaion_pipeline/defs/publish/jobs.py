@@ -17,7 +17,13 @@ from azaion_pipeline.defs.publish.resources import (
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.settings import automation_settings
-from azaion_pipeline.lib.tuf_repo import CHANNEL_PATTERN, CHANNELS, TufError
+from azaion_pipeline.lib.tuf_repo import (
+    CHANNEL_PATTERN,
+    CHANNELS,
+    PREVIOUS_ROOT_KEY_ENV,
+    TufError,
+    load_signer,
+)
 
 
 class RollbackConfig(ReleaseLocation):
@@ -111,6 +117,36 @@ refresh_schedule = dg.ScheduleDefinition(
     default_status=schedule_status(),
     description="Re-signs the TUF timestamps (AZAION_TUF_REFRESH_CRON, default daily 03:00).",
 )
+
+
+@dg.op(
+    config_schema=checked(ReleaseLocation),
+    description="Rotates every published channel's TUF root to the keys in the environment: the "
+    "new root is co-signed by the previous root key (AZAION_TUF_PREVIOUS_ROOT_KEY), so devices "
+    "follow it, and the served targets are signed again with the new keys.",
+)
+def rotate_root_keys(
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, tuf_metadata: TufMetadata
+) -> None:
+    config = config_of(context, ReleaseLocation)
+    if not tuf_metadata.previous_root_key:
+        raise dg.Failure(
+            description=f"set {PREVIOUS_ROOT_KEY_ENV} to the root key being replaced, and the "
+            "AZAION_TUF_*_KEY variables to the new keys"
+        )
+    previous = load_signer(tuf_metadata.previous_root_key)
+    for channel in CHANNELS:
+        repo = tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        if repo.targets() is None:
+            context.log.info(f"{channel}: never published, nothing to rotate")
+            continue
+        version = repo.rotate_root(previous)
+        context.log.info(f"{config.model_name} {channel}: root version {version} with the new keys")
+
+
+@dg.job(name="rotate_release_root", description="Rotate the channels' TUF root (and role) keys.")
+def rotate_root_job() -> None:
+    rotate_root_keys()
 
 
 class CleanupConfig(ReleaseLocation):

@@ -19,7 +19,13 @@ from azaion_pipeline.lib.distribution import (
 from azaion_pipeline.lib.release_manifest import public_key_text
 from azaion_pipeline.lib.s3 import DEFAULT_REGION, s3_client
 from azaion_pipeline.lib.settings import load_settings
-from azaion_pipeline.lib.tuf_repo import KEY_ENV, TufPolicy, TufRepository, load_signers
+from azaion_pipeline.lib.tuf_repo import (
+    KEY_ENV,
+    PREVIOUS_ROOT_KEY_ENV,
+    TufPolicy,
+    TufRepository,
+    load_signers,
+)
 
 
 class ReleaseLocation(dg.Config):
@@ -75,12 +81,14 @@ class TufMetadata(dg.ConfigurableResource):
     """TUF signing keys (AZAION_TUF_{ROOT,TARGETS,SNAPSHOT,TIMESTAMP}_KEY) and expiry policy.
 
     An expiry left unset takes TufPolicy's default (timestamp 7 days, the rest 365, grace 3).
+    ``previous_root_key`` (AZAION_TUF_PREVIOUS_ROOT_KEY) is set only to rotate the root.
     """
 
     root_key: str
     targets_key: str
     snapshot_key: str
     timestamp_key: str
+    previous_root_key: str | None = None
     timestamp_expiry_days: float | None = None
     metadata_expiry_days: float | None = None
     offline_grace_days: float | None = None
@@ -210,6 +218,11 @@ def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
                 for field, env in EXPIRY_ENV.items()
                 if os.environ.get(env)
             },
+            **(
+                {"previous_root_key": dg.EnvVar(PREVIOUS_ROOT_KEY_ENV)}
+                if os.environ.get(PREVIOUS_ROOT_KEY_ENV)
+                else {}
+            ),
         ),
     }
 
