@@ -2,7 +2,8 @@
 ``.small`` parts on the API.
 
 A publish that fails before its channel moves removes what it staged itself (``discard_release``);
-the cleanup job (``clean_debris``) removes what a killed publish could not. A release folder
+the cleanup job (``clean_debris``) removes what a killed publish could not, including TUF files
+newer than what a channel's timestamp references (a point cut short). A release folder
 holding ``release.json`` is complete and is never touched, nor is the channels' TUF metadata, nor
 a sealed folder on the API. Only what is older than ``older_than`` goes, so a running publish is safe.
 """
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from azaion_pipeline.lib.api_client import ApiError, AzaionApiClient
 from azaion_pipeline.lib.cdn import CdnError, CdnStore
 from azaion_pipeline.lib.distribution import RELEASE_RECORD, ReleaseNames
-from azaion_pipeline.lib.tuf_repo import TUF_FOLDER
+from azaion_pipeline.lib.tuf_repo import CHANNELS, TUF_FOLDER, TufRepository
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class CleanupReport:
     partial_releases: list[str] = field(default_factory=list)  # version folders removed whole
     aborted_uploads: list[str] = field(default_factory=list)  # keys of the aborted uploads
     removed_smalls: list[str] = field(default_factory=list)  # "folder/name.small" on the API
+    unreferenced_metadata: list[str] = field(
+        default_factory=list
+    )  # TUF files a point left half-way
     sealed: list[str] = field(default_factory=list)  # complete releases the API now keeps
     kept_young: list[str] = field(default_factory=list)  # partial, but maybe still uploading
 
@@ -36,6 +40,7 @@ class CleanupReport:
             f"removed {len(self.partial_releases)} partial release(s) "
             f"({len(self.removed_objects)} object(s)), aborted {len(self.aborted_uploads)} "
             f"unfinished upload(s), removed {len(self.removed_smalls)} abandoned .small part(s), "
+            f"removed {len(self.unreferenced_metadata)} unreferenced TUF file(s), "
             f"sealed {len(self.sealed)} complete release(s), "
             f"kept {len(self.kept_young)} recent partial release(s)"
         )
@@ -106,6 +111,18 @@ def clean_debris(
         if last_activity <= cutoff:
             cdn.abort_upload(key, upload_id)
             report.aborted_uploads.append(key)
+
+    for channel in CHANNELS:
+        repo = TufRepository(cdn, model_name, channel, {}, prefix)
+        unreferenced = set(repo.unreferenced())
+        old = sorted(
+            key
+            for key, modified in cdn.list_objects(repo.base)
+            if key in unreferenced and modified <= cutoff
+        )
+        if old:
+            cdn.delete(old)
+            report.unreferenced_metadata += old
 
     if admin is not None:
         _clean_api(admin, root, complete, cutoff, report)

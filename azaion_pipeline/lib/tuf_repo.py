@@ -225,6 +225,23 @@ class TufRepository:
         targets_version = snapshot.signed.meta["targets.json"].version
         return self._read(f"{targets_version}.targets.json")
 
+    def unreferenced(self) -> list[str]:
+        """Keys of versioned targets and snapshots newer than ``timestamp.json`` references: what a
+        publish that died half-way through ``point`` left. They serve nobody, but block their version
+        numbers (written once) until removed."""
+        timestamp = self._read("timestamp.json")
+        current = {"snapshot.json": 0, "targets.json": 0}
+        if timestamp is not None:
+            current["snapshot.json"] = timestamp.signed.snapshot_meta.version
+            targets = self.targets()
+            current["targets.json"] = targets.signed.version if targets else 0
+        keys = []
+        for key in self.cdn.list_keys(self.base):
+            number, _, role_file = key[len(self.base) :].partition(".")
+            if number.isdigit() and int(number) > current.get(role_file, int(number)):
+                keys.append(key)
+        return sorted(keys)
+
     def history(self) -> Iterator[Targets]:
         """Every targets version this channel ever served, newest first, each signature checked."""
         current = self.targets()

@@ -503,3 +503,23 @@ def test_a_device_follows_a_root_key_rotation(channels, stack_env, monkeypatch, 
     )
     with pytest.raises(UpdateRefused, match="not signed by the keys this device trusts"):
         channels.fetch()
+
+
+def test_cleanup_unblocks_a_channel_whose_metadata_write_was_cut_short(channels):
+    first, _ = channels.publish("one")
+    uploader = cdn_store(channels.env, "uploader")
+    # A publish died after writing its targets, before snapshot and timestamp: the next one stops.
+    dangling = channels.key("canary", "2.targets.json")
+    uploader.put_bytes(dangling, uploader.get_bytes(channels.key("canary", "1.targets.json")))
+    with pytest.raises(TufError, match=r"2\.targets\.json already exists"):
+        channels.publish("two")
+    in_two_hours = datetime.now(UTC) + timedelta(hours=2)
+    kept = clean_debris(uploader, channels.model, "models", older_than=timedelta(hours=3))
+    assert kept.unreferenced_metadata == [] and uploader.exists(dangling)
+    report = clean_debris(
+        uploader, channels.model, "models", older_than=timedelta(hours=1), now=in_two_hours
+    )
+    assert report.unreferenced_metadata == [dangling]
+    assert channels.fetch().version == first  # what the channel serves is untouched
+    second, model = channels.publish("three")
+    assert channels.fetch().version == second and channels.out.read_bytes() == model

@@ -185,6 +185,8 @@ def remove_publish_debris(
         context.log.info(f"aborted the unfinished upload of {key}")
     for name in report.removed_smalls:
         context.log.info(f"removed the abandoned {name} from the API")
+    for key in report.unreferenced_metadata:
+        context.log.info(f"removed {key}, which no timestamp references")
     for version in report.sealed:
         context.log.info(f"sealed the complete release {version} on the API")
     context.log.info(report.summary())
