@@ -29,9 +29,7 @@ class CleanupReport:
     partial_releases: list[str] = field(default_factory=list)  # version folders removed whole
     aborted_uploads: list[str] = field(default_factory=list)  # keys of the aborted uploads
     removed_smalls: list[str] = field(default_factory=list)  # "folder/name.small" on the API
-    unreferenced_metadata: list[str] = field(
-        default_factory=list
-    )  # TUF files a point left half-way
+    unreferenced_metadata: list[str] = field(default_factory=list)  # a point cut short left them
     sealed: list[str] = field(default_factory=list)  # complete releases the API now keeps
     kept_young: list[str] = field(default_factory=list)  # partial, but maybe still uploading
 
@@ -55,9 +53,10 @@ def discard_release(
     """
     folder = f"{names.folder}/"
     try:
-        keys = sorted(cdn.list_keys(folder), key=lambda key: key != names.record)
-        for key in keys:
-            cdn.delete([key])
+        keys = cdn.list_keys(folder)
+        if names.record in keys:
+            cdn.delete([names.record])
+        cdn.delete([key for key in keys if key != names.record])
         for key, upload_id, _ in cdn.multipart_uploads(folder):
             cdn.abort_upload(key, upload_id)
     except CdnError as exc:
