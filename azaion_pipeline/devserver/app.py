@@ -1,10 +1,17 @@
-"""The three endpoints of the Azaion resource API, plus an admin hardware reset."""
+"""The three endpoints of the Azaion resource API, plus sealing and the admin routes (hardware
+reset, listing and deleting what failed publishes left).
+
+A folder holding SEALED_MARK belongs to a complete release: it takes no new file and none of its
+files can be deleted, so only unpublished or abandoned names can go.
+"""
 
 # No "from __future__ import annotations": FastAPI must see the local CallerDep alias at def time.
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +35,8 @@ MAX_SEGMENTS = 8  # keeps every stored path far below the OS path length limit
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JWT_ALGORITHM = "HS256"
 READ_CHUNK = 64 * 1024
+# Starts with a dot, which SEGMENT never matches: no client can upload, get or delete it.
+SEALED_MARK = ".sealed"
 
 
 class DevServerSettings(BaseSettings):
@@ -67,6 +76,14 @@ class Caller(BaseModel):
     roles: list[str]
 
 
+class StoredFile(BaseModel):
+    folder: str
+    filename: str
+    size: int
+    modified: float  # POSIX seconds
+    sealed: bool
+
+
 def _safe_path(root: Path, folder: str, filename: str | None = None) -> Path:
     segments = [s for s in folder.split("/") if s] + ([filename] if filename is not None else [])
     if not 0 < len(segments) <= MAX_SEGMENTS or not all(SEGMENT.match(s) for s in segments):
@@ -89,6 +106,23 @@ def _publish(staging: Path, path: Path, sha256: str, shown: str) -> None:
         ) from None
 
 
+def _stored_files(storage: Path, root: Path) -> list[StoredFile]:
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and SEGMENT.match(path.name):  # not staging files, not seal marks
+            stat = path.stat()
+            files.append(
+                StoredFile(
+                    folder=path.parent.relative_to(storage.resolve()).as_posix(),
+                    filename=path.name,
+                    size=stat.st_size,
+                    modified=stat.st_mtime,
+                    sealed=(path.parent / SEALED_MARK).exists(),
+                )
+            )
+    return files
+
+
 def create_app(settings: DevServerSettings) -> FastAPI:
     users = UserStore(settings.users_file, settings.storage_dir / ".hardware_bindings.json")
     storage = settings.storage_dir
@@ -100,6 +134,7 @@ def create_app(settings: DevServerSettings) -> FastAPI:
         lockout_s=settings.login_lockout_s,
     )
     bearer = HTTPBearer(auto_error=False)
+    seal_lock = threading.Lock()  # a delete never runs between a seal's check and its mark
     app = FastAPI(title="Azaion resource API (reference)")
 
     def caller(
@@ -198,6 +233,8 @@ def create_app(settings: DevServerSettings) -> FastAPI:
             raise HTTPException(403, "uploading needs ResourceUploader, Admin or ApiAdmin")
         path = _safe_path(storage, folder.strip("/") or "models", data.filename or "")
         shown = f"{folder}/{path.name}"
+        if (path.parent / SEALED_MARK).exists():
+            raise HTTPException(409, f"{folder} is a complete release; it takes no new file")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
@@ -223,10 +260,48 @@ def create_app(settings: DevServerSettings) -> FastAPI:
             staging.unlink(missing_ok=True)
         return {"folder": folder, "filename": path.name, "size": size, "sha256": digest.hexdigest()}
 
+    @app.post("/seal/{folder:path}")
+    def seal(folder: str, who: CallerDep) -> dict[str, str]:
+        """The publisher marks a release complete: from now on its files cannot be deleted."""
+        if not UPLOAD_ROLES & set(who.roles):
+            raise HTTPException(403, "sealing needs ResourceUploader, Admin or ApiAdmin")
+        path = _safe_path(storage, folder)
+        if not path.is_dir():
+            raise HTTPException(404, f"{folder} not found")
+        with seal_lock:
+            (path / SEALED_MARK).touch()
+        return {"sealed": folder}
+
+    def require_admin(who: Caller, what: str) -> None:
+        if not ADMIN_ROLES & set(who.roles):
+            raise HTTPException(403, f"only Admin or ApiAdmin may {what}")
+
+    @app.get("/admin/resources/{folder:path}")
+    def list_resources(folder: str, who: CallerDep) -> dict[str, list[StoredFile]]:
+        require_admin(who, "list stored files")
+        path = _safe_path(storage, folder)
+        return {"files": _stored_files(storage, path) if path.is_dir() else []}
+
+    @app.delete("/admin/resources/{folder:path}/{filename}")
+    def delete_resource(folder: str, filename: str, who: CallerDep) -> dict[str, str]:
+        require_admin(who, "delete stored files")
+        path = _safe_path(storage, folder, filename)
+        with seal_lock:
+            if (path.parent / SEALED_MARK).exists():
+                raise HTTPException(
+                    409, f"{folder}/{filename} belongs to a complete release; it is immutable"
+                )
+            try:
+                path.unlink()
+            except (FileNotFoundError, IsADirectoryError) as exc:
+                raise HTTPException(404, f"{folder}/{filename} not found") from exc
+            with contextlib.suppress(OSError):  # the release folder, once its last file went
+                path.parent.rmdir()
+        return {"deleted": f"{folder}/{filename}"}
+
     @app.post("/admin/users/{email}/reset-hardware")
     def reset_hardware(email: str, who: CallerDep) -> dict[str, bool]:
-        if not ADMIN_ROLES & set(who.roles):
-            raise HTTPException(403, "only Admin or ApiAdmin may reset a hardware binding")
+        require_admin(who, "reset a hardware binding")
         return {"reset": users.reset_hardware(email)}
 
     return app

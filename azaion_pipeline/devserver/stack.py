@@ -86,8 +86,9 @@ def running(
             **tuf_keys,
             # What a device pins: the public half of the root key.
             "AZAION_TUF_ROOT_PUBLIC_KEY": public_key_text(tuf_keys[KEY_ENV["root"]]),
-            "AZAION_DEVSTACK_ADMIN_EMAIL": admin_user[0],
-            "AZAION_DEVSTACK_ADMIN_PASSWORD": admin_user[1],
+            # The pipeline's admin identity: removes what failed publishes left on the API.
+            "AZAION_API_ADMIN_EMAIL": admin_user[0],
+            "AZAION_API_ADMIN_PASSWORD": admin_user[1],
             "AZAION_DEVSTACK_STORAGE_DIR": str(storage_dir),
             "AZAION_DEVSTACK_USERS_FILE": str(users_file),
             **broker_env,

@@ -1,4 +1,5 @@
-"""Client for the Azaion resource API (AZAION_FORMAT.md): login, upload, hardware-bound download.
+"""Client for the Azaion resource API (AZAION_FORMAT.md): login, upload, hardware-bound download;
+and the reference server's additions: sealing a complete release, listing and deleting (admin).
 
 Transport faults (connection errors, 429 with Retry-After, 502/503/504) are retried by urllib3's
 ``Retry`` with exponential backoff and jitter; an expired or revoked token (401/403) triggers
@@ -41,6 +42,18 @@ class UploadResponse(BaseModel):
     filename: str
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class StoredFile(BaseModel):
+    folder: str
+    filename: str
+    size: int = Field(ge=0)
+    modified: float  # POSIX seconds
+    sealed: bool  # part of a complete release: the server refuses to delete it
+
+
+class StoredFiles(BaseModel):
+    files: list[StoredFile]
 
 
 def retrying_session(retries: int, backoff_s: float, jitter_s: float) -> requests.Session:
@@ -128,6 +141,26 @@ class AzaionApiClient:
         if len(payload) < IV_BYTES + BLOCK_BYTES or len(payload) % BLOCK_BYTES:
             raise ApiError(f"{path} {filename}: answer of {len(payload)} bytes is not a ciphertext")
         return decrypt_bytes(payload, api_key_string(self.email, self._password, hardware))
+
+    def seal(self, folder: str) -> None:
+        """Mark ``folder`` a complete release: the server keeps its files from now on."""
+        self._authorized("POST", f"/seal/{_quote_folder(folder)}")
+
+    def list_files(self, folder: str) -> list[StoredFile]:
+        """Every file under ``folder``, sub-folders included (needs Admin or ApiAdmin)."""
+        path = f"/admin/resources/{_quote_folder(folder)}"
+        return _parse(StoredFiles, self._authorized("GET", path), path).files
+
+    def delete_file(self, folder: str, filename: str) -> bool:
+        """Remove one unsealed file (needs Admin or ApiAdmin); False when it was already gone."""
+        path = f"/admin/resources/{_quote_folder(folder)}/{quote(filename, safe='')}"
+        try:
+            self._authorized("DELETE", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def _authorized(self, method: str, path: str, **kwargs) -> requests.Response:
         if self._token is None:

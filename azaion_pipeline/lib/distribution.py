@@ -144,28 +144,35 @@ def new_version(model_version: str, now: datetime | None = None) -> str:
     return f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '_', model_version)[:24]}"
 
 
+def name_release(
+    exports: Sequence[ExportedModel], model_name: str, prefix: str = DEFAULT_PREFIX
+) -> ReleaseNames:
+    """A new version for ``exports``, which must all come from one trained model."""
+    if not exports:
+        raise ValueError("nothing to publish: no exports given")
+    model_version = exports[0].model_version
+    mixed = sorted({e.model_version for e in exports} - {model_version})
+    if mixed:
+        raise ValueError(f"exports of models {mixed} mixed with {model_version}")
+    return ReleaseNames(model_name, new_version(model_version), prefix)
+
+
 def stage_release(
     api: AzaionApiClient,
     cdn: CdnStore,
     exports: Sequence[ExportedModel],
+    names: ReleaseNames,
     *,
-    model_name: str,
     model_secret: str,
     signing_key: str,
     workdir: Path,
-    prefix: str = DEFAULT_PREFIX,
     small_size_kb: int = SMALL_SIZE_KB,
     evaluation: EvaluationSummary | None = None,
 ) -> StagedRelease:
-    """Upload ``exports`` (all of one trained model) as a new version, served by nobody yet."""
-    if not exports:
-        raise ValueError("nothing to publish: no exports given")
+    """Upload ``exports`` (named by ``name_release``) as a new version, served by nobody yet."""
     source = exports[0].source
-    mixed = sorted({e.model_version for e in exports} - {source.model_version})
-    if mixed:
-        raise ValueError(f"exports of models {mixed} mixed with {source.model_version}")
+    model_name = names.model_name
     metrics = {"test_map50_95": source.test.map50_95 if source.test else 0.0}
-    names = ReleaseNames(model_name, new_version(source.model_version), prefix)
     key_str = model_key_string(model_secret)
     published = []
     cdn.put_bytes(

@@ -126,25 +126,33 @@ class FetchResult:
 
 
 def _trusted_root(cdn: CdnStore, base: str, channel: str, root_public_key: str) -> bytes:
-    """Version 1 of root from the CDN, accepted only if the pinned root key signed it."""
+    """The root a new device starts from, accepted only if the pinned root key signed it.
+
+    Version 1, from which ngclient follows every rotation; a device set up after a rotation pins
+    the new key instead and starts from the newest root (``root.json``).
+    """
     key = SSlibKey.from_crypto(load_public_key(root_public_key))
-    try:
-        data = b"".join(cdn.stream(f"{base}1.root.json", ROOT_MAX_BYTES))
-    except CdnError as exc:
-        if exc.status == 404:
-            raise CdnError(f"the {channel} has never been published: {exc}", 404) from exc
-        raise
-    try:
-        root = Metadata[Root].from_bytes(data)
-        if root.signed.roles[Root.type].keyids != [key.keyid]:
-            raise tuf_errors.UnsignedMetadataError("root is not keyed to the pinned root key")
-        root.signed.verify_delegate(Root.type, root.signed_bytes, root.signatures)
-    except (tuf_errors.RepositoryError, ValueError, KeyError) as exc:
-        raise UpdateRefused(
-            f"{cdn.uri(base)}1.root.json is not signed by the pinned root key "
-            f"(AZAION_TUF_ROOT_PUBLIC_KEY): {exc}"
-        ) from exc
-    return data
+    refusals = []
+    for name in ("1.root.json", "root.json"):
+        try:
+            data = b"".join(cdn.stream(f"{base}{name}", ROOT_MAX_BYTES))
+        except CdnError as exc:
+            if exc.status == 404:
+                raise CdnError(f"the {channel} has never been published: {exc}", 404) from exc
+            raise
+        try:
+            root = Metadata[Root].from_bytes(data)
+            if root.signed.roles[Root.type].keyids != [key.keyid]:
+                raise tuf_errors.UnsignedMetadataError("root is not keyed to the pinned root key")
+            root.signed.verify_delegate(Root.type, root.signed_bytes, root.signatures)
+        except (tuf_errors.RepositoryError, ValueError, KeyError) as exc:
+            refusals.append(f"{name}: {exc}")
+            continue
+        return data
+    raise UpdateRefused(
+        f"neither {cdn.uri(base)}1.root.json nor root.json is signed by the pinned root key "
+        f"(AZAION_TUF_ROOT_PUBLIC_KEY): {'; '.join(refusals)}"
+    )
 
 
 def _refusal(exc: Exception, where: str) -> UpdateRefused:

@@ -41,8 +41,13 @@ TUF_FOLDER = "tuf"  # {prefix}/{model}/tuf/: beside the release folders, never o
 ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 # The private key of each role, from the environment or a secret store (never a file in the repo).
 KEY_ENV = {role: f"AZAION_TUF_{role.upper()}_KEY" for role in ROLES}
+# The root key a rotation replaces (only while rotating): it co-signs the new root.
+PREVIOUS_ROOT_KEY_ENV = "AZAION_TUF_PREVIOUS_ROOT_KEY"
 # Signed into root: how long past its expiry an offline device may keep its installed model.
 GRACE_FIELD = "x-azaion-offline-grace-s"
+# Signed into root by a rotation that changed the targets key: the first targets version signed by
+# the new key. Older targets were signed by a retired key and are no longer history to roll back to.
+TARGETS_SINCE_FIELD = "x-azaion-targets-since"
 
 
 class TufError(RuntimeError):
@@ -61,9 +66,14 @@ def generate_tuf_keys() -> dict[str, str]:
     return {env: generate_signing_key()[0] for env in KEY_ENV.values()}
 
 
+def load_signer(key_text: str) -> CryptoSigner:
+    """A signer from a private key (base64 raw Ed25519 or PEM)."""
+    return CryptoSigner(load_private_key(key_text))
+
+
 def load_signers(key_texts: dict[str, str]) -> dict[str, CryptoSigner]:
-    """Role → signer, from the private keys keyed by role (base64 raw Ed25519 or PEM)."""
-    return {role: CryptoSigner(load_private_key(key_texts[role])) for role in ROLES}
+    """Role → signer, from the private keys keyed by role."""
+    return {role: load_signer(key_texts[role]) for role in ROLES}
 
 
 def public_key_id(signer: CryptoSigner) -> str:
@@ -115,7 +125,9 @@ class TufRepository:
         except DeserializationError as exc:
             raise TufError(f"{self.cdn.uri(key)} is not TUF metadata: {exc}") from exc
 
-    def _sign_and_write(self, metadata: Metadata, *names: str) -> bytes:
+    def _sign_and_write(
+        self, metadata: Metadata, *names: str, co_signer: CryptoSigner | None = None
+    ) -> bytes:
         """Versioned names are written once: finding one taken means another publish raced us."""
         for name in names:
             if name[0].isdigit() and self.cdn.exists(self.base + name):
@@ -124,6 +136,8 @@ class TufRepository:
                     "rollback of this channel ran at the same time; run this one again"
                 )
         metadata.sign(self.signers[metadata.signed.type])
+        if co_signer is not None:
+            metadata.sign(co_signer, append=True)
         data = metadata.to_bytes()
         for name in names:
             self.cdn.put_bytes(self.base + name, data)
@@ -162,6 +176,43 @@ class TufRepository:
         self._sign_and_write(current, f"{root.version}.root.json", "root.json")
         return current
 
+    def rotate_root(self, previous_root: CryptoSigner) -> int:
+        """A new root keyed to the environment's keys, co-signed by the ``previous_root`` key so
+        devices that trust the current root follow it (ngclient checks both signatures); then the
+        channel's current targets are signed again with the new keys. Returns the new root version.
+        """
+        current = self._read("root.json")
+        if current is None:
+            raise TufError(f"nothing published on {self.cdn.uri(self.base)} yet; nothing to rotate")
+        root: Root = current.signed
+        if root.roles[Root.type].keyids != [public_key_id(previous_root)]:
+            raise TufError(
+                f"the {PREVIOUS_ROOT_KEY_ENV} in the environment is not the root key of "
+                f"{self.cdn.uri(self.base)}root.json"
+            )
+        targets_rotated = root.roles[Targets.type].keyids != [
+            public_key_id(self.signers[Targets.type])
+        ]
+        for role in ROLES:
+            for keyid in list(root.roles[role].keyids):
+                root.revoke_key(keyid, role)
+            root.add_key(self.signers[role].public_key, role)
+        served = self.targets()
+        if targets_rotated:
+            root.unrecognized_fields[TARGETS_SINCE_FIELD] = (
+                served.signed.version + 1 if served else 1
+            )
+        root.version += 1
+        root.expires = self._expires(Root.type)
+        root.unrecognized_fields[GRACE_FIELD] = int(self.policy.offline_grace.total_seconds())
+        current.signatures.clear()
+        self._sign_and_write(
+            current, f"{root.version}.root.json", "root.json", co_signer=previous_root
+        )
+        if served is not None:
+            self.point(served.signed.targets)
+        return root.version
+
     def targets(self) -> Metadata[Targets] | None:
         """What the channel serves now (as published; devices verify it themselves)."""
         timestamp = self._read("timestamp.json")
@@ -174,13 +225,31 @@ class TufRepository:
         targets_version = snapshot.signed.meta["targets.json"].version
         return self._read(f"{targets_version}.targets.json")
 
+    def unreferenced(self) -> list[str]:
+        """Keys of versioned targets and snapshots newer than ``timestamp.json`` references: what a
+        publish that died half-way through ``point`` left. They serve nobody, but block their version
+        numbers (written once) until removed."""
+        timestamp = self._read("timestamp.json")
+        current = {"snapshot.json": 0, "targets.json": 0}
+        if timestamp is not None:
+            current["snapshot.json"] = timestamp.signed.snapshot_meta.version
+            targets = self.targets()
+            current["targets.json"] = targets.signed.version if targets else 0
+        keys = []
+        for key in self.cdn.list_keys(self.base):
+            number, _, role_file = key[len(self.base) :].partition(".")
+            if number.isdigit() and int(number) > current.get(role_file, int(number)):
+                keys.append(key)
+        return sorted(keys)
+
     def history(self) -> Iterator[Targets]:
         """Every targets version this channel ever served, newest first, each signature checked."""
         current = self.targets()
         if current is None:
             return
         root = self.root()
-        for version in range(current.signed.version, 0, -1):
+        since = root.signed.unrecognized_fields.get(TARGETS_SINCE_FIELD, 1)
+        for version in range(current.signed.version, since - 1, -1):
             metadata = self._read(f"{version}.targets.json")
             if metadata is None:
                 continue

@@ -89,6 +89,17 @@ def api_client(env: dict[str, str], **kwargs) -> AzaionApiClient:
     )
 
 
+def admin_client(env: dict[str, str], **kwargs) -> AzaionApiClient:
+    """The stack's API admin: lists and deletes stored files."""
+    kwargs.setdefault("backoff_s", 0.01)
+    return AzaionApiClient(
+        env["AZAION_API_URL"],
+        env["AZAION_API_ADMIN_EMAIL"],
+        env["AZAION_API_ADMIN_PASSWORD"],
+        **kwargs,
+    )
+
+
 def cdn_store(env: dict[str, str], role: str, endpoint: str | None = None, **kwargs) -> CdnStore:
     client_kwargs = {k: kwargs.pop(k) for k in ("max_attempts",) if k in kwargs}
     client = s3_client(

@@ -89,8 +89,8 @@ def test_another_machine_gets_403_until_admin_resets(stack):
     admin_token = requests.post(
         stack["AZAION_API_URL"] + "/login",
         json={
-            "email": stack["AZAION_DEVSTACK_ADMIN_EMAIL"],
-            "password": stack["AZAION_DEVSTACK_ADMIN_PASSWORD"],
+            "email": stack["AZAION_API_ADMIN_EMAIL"],
+            "password": stack["AZAION_API_ADMIN_PASSWORD"],
         },
         timeout=10,
     ).json()["token"]

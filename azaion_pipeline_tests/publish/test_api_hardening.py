@@ -16,7 +16,7 @@ from azaion_pipeline.devserver.app import DevServerSettings, create_app
 from azaion_pipeline.devserver.server import serve_in_thread
 from azaion_pipeline.devserver.users import add_user
 
-from .conftest import api_client
+from .conftest import admin_client, api_client
 from .test_api import new_user
 
 
@@ -77,14 +77,29 @@ def _raw_request(url: str, head: str) -> str:
         return sock.recv(4096).decode(errors="replace")
 
 
-def test_login_refuses_a_huge_body_without_reading_it(stack):
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /login",
+        "POST /resources/models",
+        "POST /resources/get/models",
+        "POST /seal/models/x",
+        "POST /admin/users/a@b.c/reset-hardware",
+        "GET /admin/resources/models",
+        "DELETE /admin/resources/models/x.small",
+    ],
+)
+def test_every_route_refuses_a_huge_body_without_reading_it(stack, route):
     # Before, the server waited for (and read) all 150 MiB before answering 401.
     answer = _raw_request(
         stack["AZAION_API_URL"],
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {150 * 1024 * 1024}\r\n\r\n",
     )
     assert answer.startswith("HTTP/1.1 413")
+
+
+def test_a_body_without_a_length_is_refused(stack):
     chunked = _raw_request(
         stack["AZAION_API_URL"],
         "POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -201,3 +216,47 @@ def test_no_secret_in_errors(stack, tmp_path):
             timeout=10,
         )
         assert answer.status_code == 422 and password not in answer.text
+
+
+def test_only_an_admin_deletes_and_only_what_no_complete_release_holds(stack):
+    folder = f"models/del{secrets.token_hex(4)}"
+    pipeline, admin = api_client(stack), admin_client(stack)
+    pipeline.upload_file(f"{folder}/v1", "abandoned.small", b"half a publish")
+    pipeline.upload_file(f"{folder}/v2", "released.small", b"a complete release")
+    pipeline.seal(f"{folder}/v2")
+    url = stack["AZAION_API_URL"]
+    uploader = bearer(url, stack["AZAION_API_EMAIL"], stack["AZAION_API_PASSWORD"])
+    delete = f"{url}/admin/resources/{folder}/v1/abandoned.small"
+    # Before there was no way to remove a .small at all; an uploader still may not.
+    assert requests.delete(delete, headers=uploader, timeout=10).status_code == 403
+    assert (
+        requests.get(f"{url}/admin/resources/{folder}", headers=uploader, timeout=10).status_code
+        == 403
+    )
+
+    listed = {(f.folder, f.filename, f.sealed) for f in admin.list_files(folder)}
+    assert listed == {
+        (f"{folder}/v1", "abandoned.small", False),
+        (f"{folder}/v2", "released.small", True),
+    }
+    assert admin.delete_file(f"{folder}/v1", "abandoned.small") is True
+    assert admin.delete_file(f"{folder}/v1", "abandoned.small") is False  # already gone
+    assert not (Path(stack["AZAION_DEVSTACK_STORAGE_DIR"]) / folder / "v1").exists()
+
+    admin_headers = bearer(url, stack["AZAION_API_ADMIN_EMAIL"], stack["AZAION_API_ADMIN_PASSWORD"])
+    refused = requests.delete(
+        f"{url}/admin/resources/{folder}/v2/released.small", headers=admin_headers, timeout=10
+    )
+    assert refused.status_code == 409 and "complete release" in refused.json()["detail"]
+    # A sealed release takes no new name either.
+    assert upload(url, uploader, f"{folder}/v2", "extra.small", b"x").status_code == 409
+    assert pipeline.load_bytes(f"{folder}/v2", "released.small") == b"a complete release"
+    assert [f.filename for f in admin.list_files(folder)] == ["released.small"]
+
+
+@pytest.mark.parametrize("path", ["models/x/..%2F..%2Fusers.json", "models/.sealed", "a/b/.x"])
+def test_malformed_delete_paths_get_a_4xx(stack, path):
+    url = stack["AZAION_API_URL"]
+    headers = bearer(url, stack["AZAION_API_ADMIN_EMAIL"], stack["AZAION_API_ADMIN_PASSWORD"])
+    answer = requests.delete(f"{url}/admin/resources/{path}", headers=headers, timeout=10)
+    assert 400 <= answer.status_code < 500

@@ -37,7 +37,7 @@ from azaion_pipeline.lib.train import TrainedWeights
 from azaion_pipeline.lib.tuf_repo import KEY_ENV, read_targets
 from azaion_pipeline_tests.seeding import seed_records, trained_record, upstream
 
-from .conftest import cdn_store
+from .conftest import admin_client, cdn_store
 from .independent_reader import load_model
 
 pytestmark = pytest.mark.slow
@@ -98,6 +98,8 @@ def resources(tmp_root: Path, **api_overrides) -> dict:
             url=dg.EnvVar("AZAION_API_URL"),
             email=dg.EnvVar("AZAION_API_EMAIL"),
             password=dg.EnvVar("AZAION_API_PASSWORD"),
+            admin_email=dg.EnvVar("AZAION_API_ADMIN_EMAIL"),
+            admin_password=dg.EnvVar("AZAION_API_ADMIN_PASSWORD"),
             **api_overrides,
         )
     return defs | {
@@ -310,12 +312,21 @@ def test_503_forever_fails_and_keeps_the_previous_release(
     )
     assert "HTTP 503" in message and f"{before} stays current" in message
     assert served(stack_env) == before
-    # The .big of the failed attempt is on the CDN, but it is not a release one could roll back to.
-    folders = {
-        key.split("/")[2] for key in downloader.list_keys("models/azaion/") if key.count("/") == 3
-    }
-    assert len(folders) > len(complete)
+    # The .big of the failed attempt went up, and the publish removed it again.
+    assert release_folders(stack_env) == set(complete)
     assert list_versions(downloader, "azaion") == complete
+
+
+def release_folders(env: dict[str, str]) -> set[str]:
+    """The version folders of "azaion" on the CDN, and those holding a .small on the API (the same)."""
+    cdn = {
+        key.split("/")[2]
+        for key in cdn_store(env, "downloader").list_keys("models/azaion/")
+        if key.count("/") == 3 and "/tuf/" not in key
+    }
+    api = {f.folder.split("/")[2] for f in admin_client(env).list_files("models/azaion")}
+    assert api == cdn, f"the two sides differ: CDN {sorted(cdn)}, API {sorted(api)}"
+    return cdn
 
 
 def test_roundtrip_ok_fails_cleanly_on_transport_errors(
@@ -349,9 +360,9 @@ def test_a_release_whose_round_trip_fails_never_becomes_current(
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.step_failure_data.user_failure_data)
     assert "did not load back" in message and "canary channel did not move" in message
-    # The staged release is complete on the CDN, yet no channel serves it.
-    staged = set(list_versions(cdn_store(stack_env, "downloader"), "azaion")) - complete
-    assert len(staged) == 1 and served(stack_env) == before != staged.pop()
+    # The staged release was complete on both sides; the failed publish left nothing of it.
+    assert served(stack_env) == before
+    assert release_folders(stack_env) == complete
 
 
 def test_second_release_rollback_and_promotion(

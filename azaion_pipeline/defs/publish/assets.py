@@ -144,6 +144,7 @@ def published_model(
                 exports,
                 signing_key=publish_keys.signing_key,
                 model_secret=publish_keys.model_key,
+                admin=azaion_api.admin_client(),
                 image=_sample_image(source.data_yaml),
                 model_name=config.model_name,
                 workdir=Path(workdir),

@@ -8,11 +8,22 @@ from pydantic import Field
 
 from azaion_pipeline.defs.automation.settings import schedule_status
 from azaion_pipeline.defs.config import checked, config_of
-from azaion_pipeline.defs.publish.resources import AzaionCdn, ReleaseLocation, TufMetadata
+from azaion_pipeline.defs.publish.resources import (
+    AzaionApi,
+    AzaionCdn,
+    ReleaseLocation,
+    TufMetadata,
+)
 from azaion_pipeline.lib.channels import promote, rollback_channel
 from azaion_pipeline.lib.cleanup import clean_debris
 from azaion_pipeline.lib.settings import automation_settings
-from azaion_pipeline.lib.tuf_repo import CHANNEL_PATTERN, CHANNELS, TufError
+from azaion_pipeline.lib.tuf_repo import (
+    CHANNEL_PATTERN,
+    CHANNELS,
+    PREVIOUS_ROOT_KEY_ENV,
+    TufError,
+    load_signer,
+)
 
 
 class RollbackConfig(ReleaseLocation):
@@ -108,6 +119,36 @@ refresh_schedule = dg.ScheduleDefinition(
 )
 
 
+@dg.op(
+    config_schema=checked(ReleaseLocation),
+    description="Rotates every published channel's TUF root to the keys in the environment: the "
+    "new root is co-signed by the previous root key (AZAION_TUF_PREVIOUS_ROOT_KEY), so devices "
+    "follow it, and the served targets are signed again with the new keys.",
+)
+def rotate_root_keys(
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, tuf_metadata: TufMetadata
+) -> None:
+    config = config_of(context, ReleaseLocation)
+    if not tuf_metadata.previous_root_key:
+        raise dg.Failure(
+            description=f"set {PREVIOUS_ROOT_KEY_ENV} to the root key being replaced, and the "
+            "AZAION_TUF_*_KEY variables to the new keys"
+        )
+    previous = load_signer(tuf_metadata.previous_root_key)
+    for channel in CHANNELS:
+        repo = tuf_metadata.repository(azaion_cdn, config.model_name, channel, config.prefix)
+        if repo.targets() is None:
+            context.log.info(f"{channel}: never published, nothing to rotate")
+            continue
+        version = repo.rotate_root(previous)
+        context.log.info(f"{config.model_name} {channel}: root version {version} with the new keys")
+
+
+@dg.job(name="rotate_release_root", description="Rotate the channels' TUF root (and role) keys.")
+def rotate_root_job() -> None:
+    rotate_root_keys()
+
+
 class CleanupConfig(ReleaseLocation):
     """Which release tree to clean, and how old debris must be before it goes."""
 
@@ -118,21 +159,36 @@ class CleanupConfig(ReleaseLocation):
 
 @dg.op(
     config_schema=checked(CleanupConfig),
-    description="Removes partial release folders (no release.json) and aborts unfinished "
-    "multipart uploads older than the configured age; complete releases are never touched.",
+    description="Removes partial release folders (no release.json), their abandoned .small parts "
+    "on the API, and aborts unfinished multipart uploads older than the configured age; complete "
+    "releases are never touched (their API folders are sealed).",
 )
-def remove_publish_debris(context: dg.OpExecutionContext, azaion_cdn: AzaionCdn) -> None:
+def remove_publish_debris(
+    context: dg.OpExecutionContext, azaion_cdn: AzaionCdn, azaion_api: AzaionApi
+) -> None:
     config = config_of(context, CleanupConfig)
+    admin = azaion_api.admin_client()
+    if admin is None:
+        context.log.warning(
+            "no API admin identity (AZAION_API_ADMIN_EMAIL/_PASSWORD): .small parts are not cleaned"
+        )
     report = clean_debris(
         azaion_cdn.upload_store(),
         config.model_name,
         config.prefix,
         timedelta(hours=config.older_than_hours),
+        admin=admin,
     )
     for version in report.partial_releases:
         context.log.info(f"removed the partial release {version}")
     for key in report.aborted_uploads:
         context.log.info(f"aborted the unfinished upload of {key}")
+    for name in report.removed_smalls:
+        context.log.info(f"removed the abandoned {name} from the API")
+    for key in report.unreferenced_metadata:
+        context.log.info(f"removed {key}, which no timestamp references")
+    for version in report.sealed:
+        context.log.info(f"sealed the complete release {version} on the API")
     context.log.info(report.summary())
 
 

@@ -19,7 +19,13 @@ from azaion_pipeline.lib.distribution import (
 from azaion_pipeline.lib.release_manifest import public_key_text
 from azaion_pipeline.lib.s3 import DEFAULT_REGION, s3_client
 from azaion_pipeline.lib.settings import load_settings
-from azaion_pipeline.lib.tuf_repo import KEY_ENV, TufPolicy, TufRepository, load_signers
+from azaion_pipeline.lib.tuf_repo import (
+    KEY_ENV,
+    PREVIOUS_ROOT_KEY_ENV,
+    TufPolicy,
+    TufRepository,
+    load_signers,
+)
 
 
 class ReleaseLocation(dg.Config):
@@ -75,12 +81,14 @@ class TufMetadata(dg.ConfigurableResource):
     """TUF signing keys (AZAION_TUF_{ROOT,TARGETS,SNAPSHOT,TIMESTAMP}_KEY) and expiry policy.
 
     An expiry left unset takes TufPolicy's default (timestamp 7 days, the rest 365, grace 3).
+    ``previous_root_key`` (AZAION_TUF_PREVIOUS_ROOT_KEY) is set only to rotate the root.
     """
 
     root_key: str
     targets_key: str
     snapshot_key: str
     timestamp_key: str
+    previous_root_key: str | None = None
     timestamp_expiry_days: float | None = None
     metadata_expiry_days: float | None = None
     offline_grace_days: float | None = None
@@ -103,11 +111,16 @@ class TufMetadata(dg.ConfigurableResource):
 
 
 class AzaionApi(dg.ConfigurableResource):
-    """The Azaion resource API: JWT login on first use, one re-login on 401/403, retried transport."""
+    """The Azaion resource API: JWT login on first use, one re-login on 401/403, retried transport.
+
+    The admin identity (optional) removes the ``.small`` parts failed publishes left.
+    """
 
     url: str
     email: str
     password: str
+    admin_email: str | None = None
+    admin_password: str | None = None
     ca_bundle: str | None = None
     verify_tls: bool = True
     timeout_s: float = 30.0
@@ -115,19 +128,23 @@ class AzaionApi(dg.ConfigurableResource):
     backoff_s: float = 0.5
 
     _client: AzaionApiClient | None = PrivateAttr(default=None)
+    _admin: AzaionApiClient | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = self._new_client()
+        self._client = self._new_client(self.email, self.password)
+        if self.admin_email and self.admin_password:
+            self._admin = self._new_client(self.admin_email, self.admin_password)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, self._admin):
+            if client is not None:
+                client.close()
 
-    def _new_client(self) -> AzaionApiClient:
+    def _new_client(self, email: str, password: str) -> AzaionApiClient:
         return AzaionApiClient(
             self.url,
-            self.email,
-            self.password,
+            email,
+            password,
             timeout_s=self.timeout_s,
             retries=self.retries,
             backoff_s=self.backoff_s,
@@ -136,7 +153,11 @@ class AzaionApi(dg.ConfigurableResource):
         )
 
     def client(self) -> AzaionApiClient:
-        return self._client or self._new_client()
+        return self._client or self._new_client(self.email, self.password)
+
+    def admin_client(self) -> AzaionApiClient | None:
+        """None when no admin identity is configured."""
+        return self._admin
 
     def upload_file(self, folder: str, filename: str, data: bytes) -> None:
         self.client().upload_file(folder, filename, data)
@@ -145,6 +166,11 @@ class AzaionApi(dg.ConfigurableResource):
         return self.client().load_bytes(folder, filename, hardware)
 
 
+# Optional: without them a failed publish leaves its .small parts and cleanup skips the API side.
+ADMIN_ENV = {
+    "admin_email": "AZAION_API_ADMIN_EMAIL",
+    "admin_password": "AZAION_API_ADMIN_PASSWORD",
+}
 EXPIRY_ENV = {
     "timestamp_expiry_days": "AZAION_TUF_TIMESTAMP_EXPIRY_DAYS",
     "metadata_expiry_days": "AZAION_TUF_METADATA_EXPIRY_DAYS",
@@ -169,6 +195,11 @@ def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
             url=dg.EnvVar("AZAION_API_URL"),
             email=dg.EnvVar("AZAION_API_EMAIL"),
             password=dg.EnvVar("AZAION_API_PASSWORD"),
+            **{
+                field: dg.EnvVar(env)
+                for field, env in ADMIN_ENV.items()
+                if os.environ.get(ADMIN_ENV["admin_email"])
+            },
             ca_bundle=str(settings.api_ca_bundle) if settings.api_ca_bundle else None,
         ),
         "azaion_cdn": AzaionCdn(
@@ -187,6 +218,11 @@ def publish_resource_defs() -> dict[str, dg.ConfigurableResource]:
                 for field, env in EXPIRY_ENV.items()
                 if os.environ.get(env)
             },
+            **(
+                {"previous_root_key": dg.EnvVar(PREVIOUS_ROOT_KEY_ENV)}
+                if os.environ.get(PREVIOUS_ROOT_KEY_ENV)
+                else {}
+            ),
         ),
     }
 
