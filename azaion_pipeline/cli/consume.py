@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
     layout = AzaionLayout.under(
         settings.root_dir, settings.data_dir, settings.data_seed_dir, settings.data_deleted_dir
     )
+    intake = IntakeSettings()
     consumer = IntakeConsumer(
-        AnnotationStore(layout),
+        AnnotationStore(layout, kill_mid_file=intake.kill_mid_file),
         BatchLog(layout),
         StreamSettings(),
-        IntakeSettings(),
+        intake,
         until_idle_s=args.until_idle,
     )
 

@@ -108,6 +108,14 @@ class IntakeSettings(BaseSettings):
     reconnect_max_backoff_s: float = Field(
         default=30.0, gt=0, description="Longest wait between reconnection attempts."
     )
+    kill_mid_file: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Tests only: write half of file number N, then SIGKILL this process "
+            "(a crash in the middle of a write)."
+        ),
+    )
 
 
 class BrokerAbsent(RuntimeError):
