@@ -5,15 +5,23 @@ The consumer runs as the real ``azaion-pipeline consume`` process.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import signal
 from pathlib import Path
 
+import pytest
+
+from azaion_pipeline.lib.intake.batches import BatchLog
+from azaion_pipeline.lib.intake.consumer import IntakeConsumer, IntakeSettings, NotDurable
 from azaion_pipeline.lib.intake.messages import (
     AnnotationStatus,
     Role,
     encode_annotation,
     encode_bulk,
 )
+from azaion_pipeline.lib.intake.store import AnnotationStore
+from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline_tests.intake.conftest import (
     jpeg,
     lag,
@@ -100,13 +108,16 @@ def _debris(root: Path) -> list[Path]:
 
 
 def test_sigkill_mid_file_loses_nothing_and_applies_nothing_twice(stream_settings, tmp_path):
-    send(stream_settings, _messages())
+    messages = _messages()
     # Seal every 400 messages; the first run SIGKILLs itself halfway through writing file
     # 1,500 (Created writes 3 files each: about message 500), while its writer threads are
     # busy with other files of the same chunk: batch 400..799 is open, ~100 applied, unsealed.
     first = start_consumer(
         stream_settings, tmp_path, batch_messages=400, batch_seconds=3600, kill_mid_file=1500
     )
+    send(stream_settings, messages[:400])
+    wait_for(lambda: stored_offset(stream_settings) == 399, what="the first batch stored")
+    send(stream_settings, messages[400:])
     output, _ = first.communicate(timeout=300)
     assert first.returncode == -signal.SIGKILL, output
     assert stored_offset(stream_settings) == 399  # 400.. applied in part, not stored
@@ -145,7 +156,8 @@ def test_sigkill_mid_file_loses_nothing_and_applies_nothing_twice(stream_setting
     # rest (the half-written one included) as written; nothing was applied twice.
     sealed = manifests(tmp_path)
     assert [m.consumed for m in sealed] == [400, 400, 200]
-    assert sealed[0].last_offset == 399 and sealed[1].first_offset == 400
+    # The stored offset takes a stream offset of its own (400), so the next batch starts after.
+    assert sealed[0].last_offset == 399 and sealed[1].first_offset > 399
     skipped = sum(m.skipped for m in sealed)
     assert 0 < skipped < 300
     assert sum(m.written for m in sealed) + skipped == 400 + 300 + 50
@@ -197,3 +209,24 @@ def test_broker_gone_past_the_limit_exits_nonzero(rabbitmq, stream_settings, tmp
         rabbitmq.start()
     assert consumer.returncode == 3, output
     assert "unreachable for" in output
+
+
+class _BrokenDisk(AnnotationStore):
+    def sync(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_batch_that_cannot_be_flushed_stops_the_consumer_unstored(stream_settings, tmp_path):
+    send(stream_settings, [(encode_bulk([]), AnnotationStatus.VALIDATED)] * 3)
+    layout = AzaionLayout.under(tmp_path)
+    consumer = IntakeConsumer(
+        _BrokenDisk(layout),
+        BatchLog(layout),
+        stream_settings,
+        IntakeSettings(batch_messages=2),
+        until_idle_s=1,
+    )
+    with pytest.raises(NotDurable, match="Input/output error"):
+        asyncio.run(consumer.run())
+    assert stored_offset(stream_settings) == -1  # replayed from the start next time
+    assert manifests(tmp_path) == []
