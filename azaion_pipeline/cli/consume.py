@@ -15,6 +15,7 @@ import logging
 import signal
 
 EXIT_BROKER_ABSENT = 3
+EXIT_NOT_DURABLE = 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         BrokerAbsent,
         IntakeConsumer,
         IntakeSettings,
+        NotDurable,
         StreamSettings,
     )
     from azaion_pipeline.lib.intake.store import AnnotationStore
@@ -48,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
     layout = AzaionLayout.under(
         settings.root_dir, settings.data_dir, settings.data_seed_dir, settings.data_deleted_dir
     )
+    intake = IntakeSettings()
     consumer = IntakeConsumer(
-        AnnotationStore(layout),
+        AnnotationStore(layout, kill_mid_file=intake.kill_mid_file),
         BatchLog(layout),
         StreamSettings(),
-        IntakeSettings(),
+        intake,
         until_idle_s=args.until_idle,
     )
 
@@ -72,4 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except BrokerAbsent as exc:
         logging.getLogger(__name__).error("%s; exiting so a supervisor restarts the consumer", exc)
         return EXIT_BROKER_ABSENT
+    except NotDurable as exc:
+        logging.getLogger(__name__).error("%s; its messages are replayed at the next start", exc)
+        return EXIT_NOT_DURABLE
     return 0

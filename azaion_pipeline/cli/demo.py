@@ -130,13 +130,25 @@ def run(args: argparse.Namespace) -> int:
             demo_job.name
         )
         intake_job = defs.resolve_job_def("intake_batch_job")
+        # The batch runs ingest too: with the demo's settings for the assets they share.
+        intake_config = {
+            **run_config,
+            "ops": {
+                op: stanza
+                for op, stanza in run_config.get("ops", {}).items()
+                if intake_job.graph.has_node_named(op)
+            },
+        }
         with dg.DagsterInstance.get() as instance:
             # One partition and run per sealed batch, as sealed_batches_sensor does in `make dev`.
             instance.add_dynamic_partitions("intake_batches", list(dict.fromkeys(new_batches)))
             for batch_id in dict.fromkeys(new_batches):
                 print_summary(
                     intake_job.execute_in_process(
-                        partition_key=batch_id, instance=instance, raise_on_error=False
+                        run_config=intake_config,
+                        partition_key=batch_id,
+                        instance=instance,
+                        raise_on_error=False,
                     ),
                     home,
                 )

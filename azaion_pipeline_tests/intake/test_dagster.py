@@ -1,14 +1,26 @@
-"""Dagster side of the intake: a sealed batch becomes exactly one run, with its counts and lag."""
+"""Dagster side of the intake: a sealed batch becomes exactly one run that records it (counts,
+lag) and ingests it."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from azaion_pipeline.defs.intake.assets import annotation_batch, intake_batches
+from azaion_pipeline.defs.automation.resources import LandingResource
+from azaion_pipeline.defs.automation.sensors import new_annotations_sensor
+from azaion_pipeline.defs.dataset.augmented_dataset import augmented_dataset
+from azaion_pipeline.defs.dataset.checks import (
+    every_split_non_empty,
+    labels_in_range,
+    no_near_twins_across_splits,
+)
+from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
+from azaion_pipeline.defs.dataset.training_dataset import training_dataset
+from azaion_pipeline.defs.intake.assets import annotation_batch, intake_batch_job, intake_batches
 from azaion_pipeline.defs.intake.resources import AnnotationStream
 from azaion_pipeline.defs.intake.sensors import sealed_batches_sensor
 from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.intake.messages import (
     AnnotationStatus,
     Role,
@@ -16,6 +28,10 @@ from azaion_pipeline.lib.intake.messages import (
     encode_annotation,
     encode_bulk,
 )
+from azaion_pipeline.lib.intake.publisher import publish_folder
+from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.sample_data import generate_sample_data
+from azaion_pipeline.lib.settings import PROJECT_ROOT
 from azaion_pipeline_tests.intake.conftest import consume, jpeg, send
 
 
@@ -100,3 +116,55 @@ def test_a_replayed_batch_id_is_requested_once(tmp_path):
             )
         )
         assert later.run_requests == [] and later.cursor == tick.cursor
+
+
+def _tick(sensor, instance, resources: dict, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return sensor(context)
+
+
+def test_a_sensor_tick_turns_a_sealed_batch_into_one_run_that_ingests_it(stream_settings, tmp_path):
+    """Sample annotations come through the stream; one tick, one run, the batch in the dataset."""
+    catalog = ClassCatalog.load(PROJECT_ROOT / "configs" / "classes.json")
+    outbox, root = AzaionLayout.under(tmp_path / "outbox"), tmp_path / "azaion"
+    sample = generate_sample_data(outbox, catalog, 24, size_range=((64, 48), (128, 96)))
+    publish_folder(outbox.root, stream_settings, email="private@azaion.local")
+    consume(stream_settings, root)
+    s = stream_settings
+    storage = AzaionStorage(root_dir=str(root))
+    resources = {
+        "storage": storage,
+        "io_manager": RecordIOManager(root_dir=str(root)),
+        "annotation_stream": AnnotationStream(
+            host=s.host, port=s.port, user=s.user, password=s.password.get_secret_value(),
+            queue_name=s.queue_name, consumer_name="azaion-pipeline-intake",
+        ),
+        "landing": LandingResource(quiet_seconds=0),
+    }  # fmt: skip
+    location = dg.Definitions(
+        assets=[annotation_batch, raw_annotations, augmented_dataset, training_dataset],
+        asset_checks=[no_near_twins_across_splits, every_split_non_empty, labels_in_range],
+        jobs=[intake_batch_job],
+        resources=resources,
+    )
+    with dg.instance_for_test() as instance:
+        tick = _tick(sealed_batches_sensor, instance, resources)
+        [request] = tick.run_requests
+        instance.add_dynamic_partitions(intake_batches.name, [request.partition_key])
+        result = location.resolve_job_def(
+            request.job_name or intake_batch_job.name
+        ).execute_in_process(
+            partition_key=request.partition_key, tags=request.tags, instance=instance
+        )
+        assert result.success
+        # The folder watcher leaves a stream-fed tree alone: no second run for the same files.
+        folders = _tick(new_annotations_sensor, instance, resources)
+        assert folders.run_requests == []
+        again = _tick(sealed_batches_sensor, instance, resources, tick.cursor)
+        assert again.run_requests == []
+        assert len(instance.get_runs()) == 1
+    batch = result.asset_materializations_for_node("annotation_batch")[0].metadata
+    assert batch["written"].value == len(sample.valid) + len(sample.seed)
+    raw = result.asset_materializations_for_node("raw_annotations")[0].metadata
+    assert raw["accepted_now"].value == len(sample.valid)  # data/ only: seed awaits validation
+    assert result.asset_materializations_for_node("training_dataset")

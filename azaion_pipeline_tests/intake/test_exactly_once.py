@@ -1,19 +1,27 @@
-"""Exactly once on disk: SIGKILL mid-batch, a restarting broker, a broker that stays away.
+"""Exactly once on disk: SIGKILL mid-file, a restarting broker, a broker that stays away.
 
 The consumer runs as the real ``azaion-pipeline consume`` process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import signal
 from pathlib import Path
 
+import pytest
+
+from azaion_pipeline.lib.intake.batches import BatchLog
+from azaion_pipeline.lib.intake.consumer import IntakeConsumer, IntakeSettings, NotDurable
 from azaion_pipeline.lib.intake.messages import (
     AnnotationStatus,
     Role,
     encode_annotation,
     encode_bulk,
 )
+from azaion_pipeline.lib.intake.store import AnnotationStore
+from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline_tests.intake.conftest import (
     jpeg,
     lag,
@@ -60,6 +68,14 @@ def _messages() -> list[tuple[bytes, AnnotationStatus]]:
     return messages
 
 
+def _label(boxes: list[tuple[int, float, float, float, float]]) -> str:
+    return "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in boxes)
+
+
+def _expected_created_label(index: int) -> str:
+    return _label(_boxes(index))
+
+
 def _expected() -> dict[str, tuple[str, str]]:
     """Azaion's routing for _messages(), worked out by hand: name -> (area, label)."""
     expected = {}
@@ -70,10 +86,7 @@ def _expected() -> dict[str, tuple[str, str]]:
         if i % 2 == 1 and i < 201:
             area = "data_deleted"
         edited = i % 2 == 0 and 400 <= i < 500
-        label = "".join(
-            f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in _boxes(i, edited)
-        )
-        expected[_name(i)] = (area, label)
+        expected[_name(i)] = (area, _label(_boxes(i, edited)))
     return expected
 
 
@@ -85,22 +98,37 @@ def _labels(root: Path) -> int:
     )
 
 
-def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(stream_settings, tmp_path):
-    messages = _messages()
-    send(stream_settings, messages[:CREATED_COUNT])
-    # Sealing only every 400 messages: after 700, 300 are on disk but not yet stored.
-    first = start_consumer(stream_settings, tmp_path, batch_messages=400, batch_seconds=3600)
-    try:
-        wait_for(lambda: _labels(tmp_path) == CREATED_COUNT, what="700 annotations on disk")
-        wait_for(lambda: stored_offset(stream_settings) == 399, what="the first seal")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
-    assert first.returncode == -signal.SIGKILL
-    assert stored_offset(stream_settings) == 399  # killed mid-batch: 400..699 not stored
-    assert lag(stream_settings) == 300
+def _debris(root: Path) -> list[Path]:
+    return [
+        path
+        for area in AREAS
+        if (root / area / ".intake-partial").is_dir()
+        for path in (root / area / ".intake-partial").iterdir()
+    ]
 
-    send(stream_settings, messages[CREATED_COUNT:])
+
+def test_sigkill_mid_file_loses_nothing_and_applies_nothing_twice(stream_settings, tmp_path):
+    messages = _messages()
+    # Seal every 400 messages; the first run SIGKILLs itself halfway through writing file
+    # 1,500 (Created writes 3 files each: about message 500), while its writer threads are
+    # busy with other files of the same chunk: batch 400..799 is open, ~100 applied, unsealed.
+    first = start_consumer(
+        stream_settings, tmp_path, batch_messages=400, batch_seconds=3600, kill_mid_file=1500
+    )
+    send(stream_settings, messages[:400])
+    wait_for(lambda: stored_offset(stream_settings) == 399, what="the first batch stored")
+    send(stream_settings, messages[400:])
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == -signal.SIGKILL, output
+    assert stored_offset(stream_settings) == 399  # 400.. applied in part, not stored
+    assert _debris(tmp_path), "the killed write left its partial file"
+    # No partial file is visible as an annotation, even before the restart cleans up.
+    for area in AREAS:
+        for image in (tmp_path / area / "images").iterdir():
+            assert image.read_bytes() == jpeg(int(image.stem[-4:])), image
+        for label in (tmp_path / area / "labels").iterdir():
+            assert label.read_text() == _expected_created_label(int(label.stem[-4:])), label
+
     second = start_consumer(
         stream_settings, tmp_path, "--until-idle", "2", batch_messages=400, batch_seconds=3600
     )
@@ -120,17 +148,19 @@ def test_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(stream_settin
             assert len(list((tmp_path / area / sub).iterdir())) == sum(
                 1 for a, _ in _expected().values() if a == area
             )
-        assert not list((tmp_path / area / ".intake-partial").iterdir())
+    assert not _debris(tmp_path)
     assert not (tmp_path / "intake" / "dead-letter").exists() or not list(
         (tmp_path / "intake" / "dead-letter").iterdir()
     )
-    # The 300 written by the killed process were never sealed; the restart replayed them and
-    # recognised each as applied. Sealed: 400 Created, then 300 replays + 700..999.
+    # The restart replayed 400.. : what the killed run had completed counts as skipped, the
+    # rest (the half-written one included) as written; nothing was applied twice.
     sealed = manifests(tmp_path)
     assert [m.consumed for m in sealed] == [400, 400, 200]
-    assert sealed[0].last_offset == 399 and sealed[1].first_offset == 400
-    assert sum(m.skipped for m in sealed) == 300
-    assert sum(m.written for m in sealed) == 400 + 50
+    # The stored offset takes a stream offset of its own (400), so the next batch starts after.
+    assert sealed[0].last_offset == 399 and sealed[1].first_offset > 399
+    skipped = sum(m.skipped for m in sealed)
+    assert 0 < skipped < 300
+    assert sum(m.written for m in sealed) + skipped == 400 + 300 + 50
     assert sum(m.moved for m in sealed) == 250
 
 
@@ -179,3 +209,24 @@ def test_broker_gone_past_the_limit_exits_nonzero(rabbitmq, stream_settings, tmp
         rabbitmq.start()
     assert consumer.returncode == 3, output
     assert "unreachable for" in output
+
+
+class _BrokenDisk(AnnotationStore):
+    def sync(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_batch_that_cannot_be_flushed_stops_the_consumer_unstored(stream_settings, tmp_path):
+    send(stream_settings, [(encode_bulk([]), AnnotationStatus.VALIDATED)] * 3)
+    layout = AzaionLayout.under(tmp_path)
+    consumer = IntakeConsumer(
+        _BrokenDisk(layout),
+        BatchLog(layout),
+        stream_settings,
+        IntakeSettings(batch_messages=2),
+        until_idle_s=1,
+    )
+    with pytest.raises(NotDurable, match="Input/output error"):
+        asyncio.run(consumer.run())
+    assert stored_offset(stream_settings) == -1  # replayed from the start next time
+    assert manifests(tmp_path) == []

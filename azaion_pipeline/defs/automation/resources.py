@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from azaion_pipeline.lib.alerts import AlertPayload, post_alert
+from azaion_pipeline.lib.intake.batches import BatchLog
 from azaion_pipeline.lib.landing import LandingZone, LocalLandingZone, S3LandingZone
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.s3 import s3_client
@@ -16,7 +17,8 @@ WEBHOOK_ENV = "AZAION_WEBHOOK_URL"
 
 
 class LandingResource(dg.ConfigurableResource):
-    """Where annotations land: always the local Azaion tree, plus an S3 prefix when set."""
+    """Where annotations land: the local Azaion tree unless the stream feeds it, plus an S3
+    prefix when set."""
 
     s3_uri: str | None = None
     s3_endpoint_url: str | None = None
@@ -24,7 +26,10 @@ class LandingResource(dg.ConfigurableResource):
 
     def zones(self, layout: AzaionLayout) -> list[LandingZone]:
         s3 = self.s3_zone()
-        return [LocalLandingZone(layout), *([s3] if s3 else [])]
+        # A local tree the stream consumer feeds is watched by sealed_batches_sensor, whose
+        # run ingests each batch; looking at the same files here would request a second run.
+        local = [] if BatchLog(layout).index.exists() else [LocalLandingZone(layout)]
+        return [*local, *([s3] if s3 else [])]
 
     def s3_zone(self) -> S3LandingZone | None:
         return S3LandingZone.from_uri(self._s3_client(), self.s3_uri) if self.s3_uri else None

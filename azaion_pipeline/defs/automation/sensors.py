@@ -64,7 +64,7 @@ def _skip_reason(looks: list[ZoneLook]) -> str:
             )
         else:
             reasons.append(f"{zone_look.zone}: nothing new")
-    return "; ".join(reasons)
+    return "; ".join(reasons) or "nothing to watch: the stream feeds the local tree"
 
 
 @dg.sensor(
@@ -72,7 +72,8 @@ def _skip_reason(looks: list[ZoneLook]) -> str:
     minimum_interval_seconds=automation_settings().sensor_interval_seconds,
     default_status=sensor_status(),
     description=(
-        "Watches data/, data-seed/ and data_deleted/ (local tree and the S3 landing prefix). "
+        "Watches data/, data-seed/ and data_deleted/ (local tree and the S3 landing prefix; "
+        "a local tree the stream feeds is left to sealed_batches_sensor). "
         "Once a batch has been quiet for the quiet period it requests one ingest_job run per "
         "local batch (deletions and seed -> data validations count as changes) and one "
         "land_s3_batch_job run per S3 batch, which copies it into the local tree."

@@ -1,7 +1,9 @@
-"""annotation_batch: one partition per sealed stream batch, with what the batch did."""
+"""annotation_batch: one partition per sealed stream batch, with what the batch did; the job
+that records a batch and ingests it in one run."""
 
 import dagster as dg
 
+from azaion_pipeline.defs.automation.jobs import ingest_job, ingest_selection
 from azaion_pipeline.defs.intake.resources import AnnotationStream
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.intake.batches import BatchLog, BatchManifest
@@ -42,9 +44,15 @@ def annotation_batch(
     return dg.Output(manifest, metadata=metadata, data_version=dg.DataVersion(manifest.batch_id))
 
 
+# One run per sealed batch records it and brings it into the dataset: ingest's assets take
+# the batch from disk (unpartitioned, they run once in the batch's partitioned run).
 intake_batch_job = dg.define_asset_job(
     "intake_batch_job",
-    selection=[annotation_batch],
-    description="Records one sealed stream batch (requested by sealed_batches_sensor).",
-    tags={"azaion/job": "intake"},
+    selection=dg.AssetSelection.assets(annotation_batch) | ingest_selection,
+    description=(
+        "Records one sealed stream batch and ingests it: quarantine/dedupe -> augmentation -> "
+        "train/valid/test split (requested by sealed_batches_sensor)."
+    ),
+    tags=ingest_job.tags,  # queues behind, and ahead of, any other ingest
+    executor_def=ingest_job.executor_def,
 )

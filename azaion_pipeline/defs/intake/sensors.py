@@ -1,4 +1,5 @@
-"""``sealed_batches_sensor``: each batch the consumer seals becomes one partition and one run."""
+"""``sealed_batches_sensor``: each batch the consumer seals becomes one partition and one run
+that records the batch and ingests it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from azaion_pipeline.lib.settings import automation_settings
     description=(
         "Reads the consumer's batch index from where the last tick stopped (the cursor is a "
         "byte position, so a tick costs what is new) and requests one intake_batch_job run "
-        "per sealed batch, keyed by the batch, in a partition of its own."
+        "per sealed batch, keyed by the batch, in a partition of its own: the run records the "
+        "batch and ingests it into the dataset."
     ),
 )
 def sealed_batches_sensor(

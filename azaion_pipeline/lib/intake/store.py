@@ -15,9 +15,11 @@ the consumer stores the stream offset only after that.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -90,8 +92,10 @@ def _syncfs(path: Path) -> None:
 class AnnotationStore:
     """The three annotation folders plus the dead-letter folder, as the consumer writes them."""
 
-    def __init__(self, layout: AzaionLayout):
+    def __init__(self, layout: AzaionLayout, kill_mid_file: int | None = None):
         self.layout = layout
+        self.kill_mid_file = kill_mid_file  # tests only: see IntakeSettings.kill_mid_file
+        self._files_started = itertools.count(1)  # next() is atomic: writer threads share it
         self.areas = {
             Area.DATA: layout.data,
             Area.SEED: layout.data_seed,
@@ -120,6 +124,9 @@ class AnnotationStore:
 
     def _write(self, folder: Path, target: Path, data: bytes) -> None:
         partial = folder / PARTIAL / target.name
+        if self.kill_mid_file is not None and next(self._files_started) == self.kill_mid_file:
+            partial.write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
         partial.write_bytes(data)
         os.replace(partial, target)
 
