@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from azaion_pipeline.lib.dataset.catalogue import Accepted, Catalogue, Output
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
@@ -43,23 +45,38 @@ class AugmentedSet(Record):
     failures: dict[str, str]
 
 
-@dataclass(frozen=True)
-class AugmentSettings:
-    variants: int = MAX_VARIANTS
-    # Boxes narrower or lower than this fraction of the image are dropped (Azaion: 0.01).
-    min_box_size: float = 0.01
-    # A box keeping less than this share of its area after clipping is dropped.
-    min_visibility: float = 0.01
-    jpeg_quality: int = 95
+class AugmentSettings(BaseModel):
+    """What shapes the outputs; every field is part of the store's key.
 
-    def __post_init__(self):
-        if not 0 <= self.variants <= MAX_VARIANTS:
-            raise ValueError(f"variants must be 0..{MAX_VARIANTS}, got {self.variants}")
+    The single home of these defaults and bounds: ``augmented_dataset``'s run config
+    inherits them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    variants: int = Field(
+        default=MAX_VARIANTS, ge=0, le=MAX_VARIANTS, description="Variants per annotation."
+    )
+    min_box_size: float = Field(
+        default=0.01,  # Azaion's
+        ge=0,
+        lt=1,
+        description="Drop boxes narrower/lower than this (fraction of the image).",
+    )
+    min_visibility: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Drop boxes keeping less than this share of their area after clipping.",
+    )
+    jpeg_quality: int = Field(default=95, ge=50, le=100, description="JPEG quality of variants.")
 
     @property
     def key(self) -> str:
         """Names the output folder: equal settings (and transforms) share outputs."""
-        return sha256_text([TRANSFORMS_REVISION, json.dumps(asdict(self), sort_keys=True)])[:12]
+        return sha256_text([TRANSFORMS_REVISION, json.dumps(self.model_dump(), sort_keys=True)])[
+            :12
+        ]
 
 
 def build_transform(settings: AugmentSettings, seed: int):
