@@ -18,7 +18,7 @@ Result = TypeVar("Result")
 
 INLINE_BELOW = 16
 # Imported once by the fork server, so each worker starts with them already loaded.
-PRELOAD = ["numpy", "cv2", "PIL.Image", "albumentations"]
+PRELOAD = ["numpy", "cv2", "PIL.Image", "albumentations", "simplejpeg"]
 
 
 def worker_count(requested: int = 0) -> int:
