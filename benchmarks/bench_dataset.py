@@ -122,15 +122,65 @@ def azaion_reference(annotations: list[dict], output: Path, variants: int) -> No
         list(pool.map(augment, annotations))
 
 
-def in_one_pinned_worker(function, *args):
-    """Run ``function(*args)`` in ONE pool process pinned to one core: the serial reference.
+def in_one_worker(function, *args):
+    """Run ``function(*args)`` in ONE pool process: the serial reference.
 
     A pool process, not this one: the serial run gets the same worker setup as the parallel
-    run (one OpenCV thread, freed buffers kept), so the speedup measures only the cores.
+    run (pinned to one core, one OpenCV thread, freed buffers kept), so the speedup
+    measures only the number of cores.
     """
     with process_pool(1) as pool:
-        pool.submit(os.sched_setaffinity, 0, {min(os.sched_getaffinity(0))}).result()
         return pool.submit(function, *args).result()
+
+
+# Where a profiled function's own time goes, by the name cProfile gives it (first match).
+PHASES = [
+    ("decode", ("decode_bgra", "decode_jpeg", "imdecode", "imread", "_upright")),
+    ("warp (flip + affine, one warpAffine)", ("warpAffine", "flip")),
+    ("pixel ops (brightness, blur, hue)", ("cvtColor", "LUT", "translate", "filter2D", "sz_lut")),
+    ("encode", ("imencode",)),
+    ("file I/O", ("open", "write", "replace", "link", "unlink", "read_bytes", "stat")),
+]
+GLUE = "albumentations + Python glue"
+
+
+def profiled_phases(catalogue_path: Path, output: Path, settings) -> tuple[dict[str, float], int]:
+    """Seconds of own time per phase over one inline augmentation run, and the images done."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    report = augment_copy(catalogue_path, output, settings, 1)
+    profile.disable()
+    phases = dict.fromkeys([name for name, _ in PHASES] + [GLUE], 0.0)
+    for (_, _, function), (_, _, own, _, _) in pstats.Stats(profile).stats.items():
+        phase = next((n for n, words in PHASES if any(w in function for w in words)), GLUE)
+        phases[phase] += own
+    return phases, report.augmented
+
+
+def pool_start(workers: int) -> float:
+    """Seconds for a pool of ``workers`` to start and answer once each (the fork server up)."""
+    started = time.perf_counter()
+    with process_pool(workers) as pool:
+        list(pool.map(abs, range(workers)))
+    return time.perf_counter() - started
+
+
+def print_phases(work: Path, source: Path, settings, cores: int) -> None:
+    """Where one worker's time goes (cProfile in a pool process) and what a pool start costs."""
+    phases, images = in_one_worker(profiled_phases, source, work / "profiled", settings)
+    total = sum(phases.values())
+    print(f"  phases in one worker (cProfile, {images} images; profiling adds some glue time):")
+    for name, seconds in sorted(phases.items(), key=lambda item: -item[1]):
+        print(
+            f"    {name:<40} {1000 * seconds / images:6.1f} ms/image  {100 * seconds / total:4.1f}%"
+        )
+    print(
+        f"  process start: a pool of {cores} started and answering in "
+        f"{1000 * min(pool_start(cores) for _ in range(3)):.0f} ms (once per 2,000 annotations)"
+    )
 
 
 def warm_up(catalogue_path: Path, work: Path, settings: AugmentSettings) -> None:
@@ -168,19 +218,22 @@ def bench_augmentation(work: Path, catalog) -> None:
         {
             "azaion": lambda out: azaion_reference(annotations, out, VARIANTS),
             "parallel": lambda out: augment_copy(source, out, settings, workers=cores),
-            "serial": lambda out: in_one_pinned_worker(augment_copy, source, out, settings, 1),
+            "serial": lambda out: in_one_worker(augment_copy, source, out, settings, 1),
         },
     )
     print(f"augmentation: {len(annotations)} images 1280x720, {VARIANTS} variants, {cores} cores")
     print(f"  best of {REPEATS} interleaved rounds; load average now {os.getloadavg()}")
     print(f"  azaion reference ({cores} cores, ThreadPoolExecutor): {best['azaion']:.1f} s")
-    print(f"  augmented_dataset ({cores} processes): {best['parallel']:.1f} s")
-    print(f"  augmented_dataset (1 worker process pinned to 1 core): {best['serial']:.1f} s")
+    print(
+        f"  augmented_dataset ({cores} processes, each pinned to its core): {best['parallel']:.1f} s"
+    )
+    print(f"  augmented_dataset (1 worker process, pinned): {best['serial']:.1f} s")
     print(f"  speedup vs azaion reference: {best['azaion'] / best['parallel']:.2f}x (goal >= 1.5x)")
     print(
         f"  parallel speedup on {cores} cores: {best['serial'] / best['parallel']:.2f}x "
         "(goal >= 1.8x on 2)"
     )
+    print_phases(work, source, settings, cores)
 
 
 def bench_incremental(work: Path, catalog) -> None:

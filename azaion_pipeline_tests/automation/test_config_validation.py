@@ -39,10 +39,12 @@ BAD_VALUES = [
     ("retrain_job", "onnx_model", "imgsz", 650, "imgsz"),
     ("retrain_job", "onnx_model_onnx_matches_pytorch", "map_tolerance", -1.0, "map_tolerance"),
     ("retrain_job", "published_model", "small_size_kb", 0, "small_size_kb"),
+    ("ingest_job", "augmented_dataset", "jpeg_quality", 101, "jpeg_quality"),
 ]
 # The one value each case changes, set to something valid: the refusal is about that field.
 GOOD_VALUES = {
     "variants": 3,
+    "jpeg_quality": 90,
     "train_percent": 60,
     "valid_percent": 20,
     "max_image_pixels": 1_000_000,

@@ -140,3 +140,26 @@ def test_variants_are_three_channel_jpegs_of_the_source_size(harness, layout):
         image = cv2.imread(str(result.output_dir / "images" / image_file), cv2.IMREAD_UNCHANGED)
         stem = image_file.split(".")[0]  # {name}_{variant}.{content}.jpg or {name}.{content}.jpg
         assert image.shape == (*sizes[stem.rpartition("_")[0] or stem], 3)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "channels", "orientation"),
+    [(".jpg", 3, 1), (".jpg", 1, 1), (".jpg", 3, 6), (".png", 3, 1)],
+    ids=["jpeg", "grey-jpeg", "exif-rotated-jpeg", "png"],
+)
+def test_decode_gives_what_cv2_imread_gives(tmp_path, suffix, channels, orientation):
+    """simplejpeg's fast path and OpenCV's fallback give cv2.imread's pixels, EXIF turn included."""
+    from PIL import Image
+
+    from azaion_pipeline.lib.dataset.augment import decode_bgra
+
+    pixels = textured_image(72, 96, channels)
+    path = tmp_path / f"image{suffix}"
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation; 6: shown turned 90 degrees clockwise
+    Image.fromarray(pixels.squeeze()).save(path, exif=exif, quality=90)
+    expected = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2BGRA)
+    decoded = decode_bgra(str(path))
+    upright_shape = (96, 72, 4) if orientation == 6 else (72, 96, 4)
+    assert decoded.shape == expected.shape == upright_shape
+    assert np.array_equal(decoded, expected)

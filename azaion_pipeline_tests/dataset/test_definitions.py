@@ -36,6 +36,16 @@ def test_definitions_hold_the_dataset_assets_and_checks():
     assert defs.get_job_def("dataset_retention_job") is not None
 
 
+def test_augmentation_defaults_live_in_the_lib_settings():
+    """The launchpad shows AugmentSettings' own defaults: no second copy in defs can drift."""
+    from azaion_pipeline.definitions import defs
+    from azaion_pipeline.lib.dataset.augment import AugmentSettings
+
+    node = defs.get_job_def("ingest_job").graph.node_named("augmented_dataset")
+    launchpad_default = node.definition.config_schema.default_value
+    assert launchpad_default == {**AugmentSettings().model_dump(), "workers": 0}
+
+
 def test_sample_data_command_writes_the_azaion_layout(tmp_path, capsys):
     assert main(["sample-data", "--root", str(tmp_path), "--images", "10", "--with-defects"]) == 0
     assert "wrote 9 annotations" in capsys.readouterr().out

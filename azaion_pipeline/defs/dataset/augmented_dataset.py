@@ -7,7 +7,6 @@ from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.dataset.progress import progress_logger
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.dataset.augment import (
-    MAX_VARIANTS,
     AugmentedSet,
     AugmentSettings,
     augment_pending,
@@ -17,21 +16,13 @@ from azaion_pipeline.lib.dataset.ingest import AnnotationSet
 from azaion_pipeline.lib.dataset.versions import version_id
 
 
-class AugmentedDatasetConfig(dg.Config):
-    variants: int = Field(
-        default=MAX_VARIANTS, ge=0, le=MAX_VARIANTS, description="Variants per annotation."
-    )
-    min_box_size: float = Field(
-        default=0.01, ge=0, lt=1, description="Drop boxes narrower/lower than this (fraction)."
-    )
-    min_visibility: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description="Drop boxes keeping less of their area after clipping.",
-    )
-    jpeg_quality: int = Field(default=95, ge=50, le=100, description="JPEG quality of variants.")
+class AugmentedDatasetConfig(AugmentSettings, dg.Config):
+    """The augmentation settings (defaults and bounds from ``AugmentSettings``) plus how to run."""
+
     workers: int = Field(default=0, ge=0, description="Augmentation processes; 0 = every core.")
+
+    def settings(self) -> AugmentSettings:
+        return AugmentSettings(**self.model_dump(include=set(AugmentSettings.model_fields)))
 
 
 def augmented_set_metadata(record: AugmentedSet) -> dict:
@@ -64,12 +55,7 @@ def augmented_dataset(
     raw_annotations: AnnotationSet,
 ) -> dg.Output[AugmentedSet]:
     config = config_of(context, AugmentedDatasetConfig)
-    settings = AugmentSettings(
-        variants=config.variants,
-        min_box_size=config.min_box_size,
-        min_visibility=config.min_visibility,
-        jpeg_quality=config.jpeg_quality,
-    )
+    settings = config.settings()
     with Catalogue(raw_annotations.catalogue) as catalogue:
         report = augment_pending(
             catalogue,
