@@ -41,35 +41,16 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("forkserver")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would call PyPI
     context.set_forkserver_preload(PRELOAD)
-    started = context.Value("i", 0)  # workers started so far: each takes the next core
-    return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(started,)
-    )
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
 
 
-def _init_worker(started) -> None:
+def _init_worker() -> None:
     """Set up a pool process for image work (the pool's initializer)."""
     # One OpenCV thread per process: the pool already uses every core.
     import cv2
 
     cv2.setNumThreads(1)
-    _pin_to_own_core(started)
     _retain_freed_memory()
-
-
-def _pin_to_own_core(started) -> None:
-    """Pin this worker to one core, the next one round the cores this process may use.
-
-    A worker that migrates leaves its caches behind (a 1280x720 BGRA image is 3.7 MB, about
-    a core's L2), and two workers on one core while another idles waste it.
-    """
-    if not hasattr(os, "sched_setaffinity"):  # not on Linux: the scheduler decides
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    with started.get_lock():
-        index = started.value
-        started.value += 1
-    os.sched_setaffinity(0, {cores[index % len(cores)]})
 
 
 def _retain_freed_memory() -> None:

@@ -1,9 +1,7 @@
-"""Process pool helpers: chunking keeps every item once, in order; workers keep freed buffers
-and each runs on a core of its own."""
+"""Process pool helpers: chunking keeps every item once, in order; workers keep freed buffers."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -24,19 +22,6 @@ def test_chunks_cover_every_item_once_and_shrink_to_single_items(total, workers)
 
 def test_pool_results_come_back_in_input_order():
     assert map_in_processes(abs, list(range(-40, 0)), workers=2) == list(range(40, 0, -1))
-
-
-def worker_and_cores(_) -> tuple[int, frozenset[int]]:
-    return os.getpid(), frozenset(os.sched_getaffinity(0))
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
-def test_each_worker_is_pinned_to_a_core_of_its_own():
-    cores = os.sched_getaffinity(0)
-    seen = dict(map_in_processes(worker_and_cores, range(40), workers=len(cores)))
-    assert all(len(pinned) == 1 and pinned <= cores for pinned in seen.values())
-    # Distinct workers never share a core while the pool has no more workers than cores.
-    assert len(set(seen.values())) == len(seen)
 
 
 FAULTS = """
