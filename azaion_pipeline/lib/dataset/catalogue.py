@@ -30,6 +30,9 @@ LIST_SUM_MODULUS = 1 << 256
 EXCLUDED = "excluded"
 # meta key: the pHash distance the last ingest grouped splits at (what the check uses).
 NEAR_DISTANCE = "near_duplicate_distance"
+# meta keys: the catalogue run through which splits were assigned / a settings key augmented.
+ASSIGNED_THROUGH = "assigned_through_run"
+AUGMENTED_THROUGH = "augmented_through_run"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,7 +53,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     media_name TEXT,
     accepted_run INTEGER NOT NULL,
     arrived_ns INTEGER NOT NULL,
-    rules TEXT NOT NULL
+    rules TEXT NOT NULL,
+    changed_run INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS annotations_image ON annotations (image_sha256);
 CREATE INDEX IF NOT EXISTS annotations_media ON annotations (media_name);
@@ -61,6 +65,7 @@ CREATE TABLE IF NOT EXISTS splits (
     assigned_run INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS splits_run ON splits (assigned_run);
+CREATE INDEX IF NOT EXISTS splits_split ON splits (split);
 CREATE TABLE IF NOT EXISTS outputs (
     settings_key TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -177,6 +182,14 @@ class Catalogue:
         # OS crash may lose the last ones), at a fraction of FULL's fsyncs.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(annotations)")}
+        if "changed_run" not in columns:  # a catalogue from before: all rows count as run 0
+            self.db.execute(
+                "ALTER TABLE annotations ADD COLUMN changed_run INTEGER NOT NULL DEFAULT 0"
+            )
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS annotations_changed ON annotations (changed_run)"
+        )
 
     @classmethod
     def of(cls, layout: AzaionLayout) -> Catalogue:
@@ -210,6 +223,9 @@ class Catalogue:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def current_run(self) -> int:
+        return int(self.get_meta("run", "0"))
+
     def next_run(self) -> int:
         """A new run number: "accepted earlier" and "assigned earlier" compare these."""
         with self.transaction():
@@ -219,12 +235,20 @@ class Catalogue:
 
     # annotations
 
-    def stat_keys(self) -> dict[str, tuple[str, str, str, str, str]]:
-        """name -> (image path, label path, image stat key, label stat key, rules key)."""
-        rows = self.db.execute(
-            "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
-        )
-        return {row[0]: tuple(row[1:]) for row in rows}
+    def stat_keys(
+        self, names: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, str, str, str, str]]:
+        """name -> (image path, label path, image stat key, label stat key, rules key), of
+        every annotation or of those ``names`` the catalogue holds."""
+        query = "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
+        if names is None:
+            return {row[0]: tuple(row[1:]) for row in self.db.execute(query)}
+        found = {}
+        for name in names:
+            row = self.db.execute(f"{query} WHERE name = ?", (name,)).fetchone()
+            if row:
+                found[name] = tuple(row[1:])
+        return found
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
@@ -249,16 +273,17 @@ class Catalogue:
         self._forget_content(annotation.name)
         self._count_content(annotation.name, annotation.content_hash, annotation.boxes, +1)
         self.db.execute(
-            f"""INSERT INTO annotations ({_ACCEPTED_COLUMNS}, content_hash)
-            VALUES ({", ".join("?" * (_ACCEPTED_COLUMN_COUNT + 1))})
+            f"""INSERT INTO annotations ({_ACCEPTED_COLUMNS}, content_hash, changed_run)
+            VALUES ({", ".join("?" * (_ACCEPTED_COLUMN_COUNT + 2))})
             ON CONFLICT (name) DO UPDATE SET
                 origin = excluded.origin, image = excluded.image, label = excluded.label,
                 image_stat = excluded.image_stat, label_stat = excluded.label_stat,
                 image_sha256 = excluded.image_sha256, label_sha256 = excluded.label_sha256,
                 width = excluded.width, height = excluded.height, boxes = excluded.boxes,
                 phash = excluded.phash, media_name = excluded.media_name,
-                rules = excluded.rules, content_hash = excluded.content_hash""",
-            (*_row(annotation), annotation.content_hash),
+                rules = excluded.rules, content_hash = excluded.content_hash,
+                changed_run = excluded.accepted_run""",
+            (*_row(annotation), annotation.content_hash, annotation.accepted_run),
         )
 
     def remove(self, name: str) -> None:
@@ -318,13 +343,24 @@ class Catalogue:
 
     def unassigned(self) -> list[Newcomer]:
         """Accepted annotations without a split yet, in arrival order (what grouping needs
-        only: a first run at 100k must not hold every box list at once)."""
+        only: a first run at 100k must not hold every box list at once). Only rows changed
+        after the last assignment are looked at (``mark_assigned``)."""
         rows = self.db.execute(
             """SELECT a.name, a.phash, a.media_name FROM annotations a
-            LEFT JOIN splits s ON s.name = a.name WHERE s.name IS NULL
-            ORDER BY a.arrived_ns, a.name"""
+            LEFT JOIN splits s ON s.name = a.name
+            WHERE a.changed_run > ? AND s.name IS NULL
+            ORDER BY a.arrived_ns, a.name""",
+            (self.assigned_through(),),
         )
         return [Newcomer(*row) for row in rows]
+
+    def assigned_through(self) -> int:
+        return int(self.get_meta(ASSIGNED_THROUGH, "-1"))
+
+    def mark_assigned(self, run: int) -> None:
+        """Every annotation changed up to ``run`` has its split (inside the assigning
+        transaction, so a killed run leaves the mark where it was)."""
+        self.set_meta(ASSIGNED_THROUGH, str(run))
 
     def splits_of_media(self, media_name: str) -> set[str]:
         rows = self.db.execute(
@@ -373,16 +409,22 @@ class Catalogue:
 
     def pending(self, settings_key: str) -> list[str]:
         """Names (with a split other than excluded) whose outputs for ``settings_key`` are
-        missing or from older content."""
+        missing or from older content, among those changed since ``mark_augmented``."""
         rows = self.db.execute(
             """SELECT a.name FROM annotations a
             JOIN splits s ON s.name = a.name AND s.split != ?
             LEFT JOIN outputs o ON o.settings_key = ? AND o.source = a.name AND o.variant = 0
-            WHERE o.content_hash IS NULL OR o.content_hash != a.content_hash
+            WHERE a.changed_run > ?
+                AND (o.content_hash IS NULL OR o.content_hash != a.content_hash)
             ORDER BY a.name""",
-            (EXCLUDED, settings_key),
+            (EXCLUDED, settings_key, int(self.get_meta(_augmented_key(settings_key), "-1"))),
         )
         return [name for (name,) in rows]
+
+    def mark_augmented(self, settings_key: str, run: int) -> None:
+        """Every annotation changed up to ``run`` has current outputs for ``settings_key``."""
+        with self.transaction():
+            self.set_meta(_augmented_key(settings_key), str(run))
 
     def add_outputs(self, settings_key: str, outputs: list[Output], run: int) -> None:
         """Record one annotation's outputs, replacing any older ones, and update the sums."""
@@ -507,8 +549,13 @@ class Catalogue:
         self.db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
 
     def forget_outputs_of(self, settings_key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (_augmented_key(settings_key),))
         self.db.execute("DELETE FROM outputs WHERE settings_key = ?", (settings_key,))
         self.db.execute("DELETE FROM list_sums WHERE settings_key = ?", (settings_key,))
+
+
+def _augmented_key(settings_key: str) -> str:
+    return f"{AUGMENTED_THROUGH}:{settings_key}"
 
 
 _VERSION_COLUMNS = ("id", "name", "settings_key", "created_at", "train", "valid", "test")

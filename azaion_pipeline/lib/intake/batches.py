@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import Field
+
 from azaion_pipeline.lib.intake.messages import (
     AnnotationMessage,
     Message,
@@ -30,7 +32,8 @@ INDEX = "index"
 
 
 class BatchManifest(Record):
-    """One sealed batch. Counts only: nothing personal (no e-mails, no names)."""
+    """One sealed batch: counts, and the annotation names its messages named. Nothing
+    personal (no e-mails, no user names)."""
 
     batch_id: str
     stream: str
@@ -46,6 +49,10 @@ class BatchManifest(Record):
     by_status: dict[str, int]
     by_role: dict[str, int]
     by_source: dict[str, int]
+    # Every annotation a message of the batch named, applied or skipped as a replay (a
+    # replay's first application may never have been sealed): what the dataset stage
+    # re-reads instead of listing the folders.
+    names: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class BatchTally:
     by_status: Counter = field(default_factory=Counter)
     by_role: Counter = field(default_factory=Counter)
     by_source: Counter = field(default_factory=Counter)
+    names: dict[str, None] = field(default_factory=dict)  # ordered, each once
 
     @property
     def consumed(self) -> int:
@@ -73,6 +81,10 @@ class BatchTally:
         self.effects[effect] += 1
         if dead_lettered and effect is not Effect.DEAD_LETTERED:
             self.effects[Effect.DEAD_LETTERED] += 1  # a bulk message partly applied
+        if isinstance(message, AnnotationMessage):
+            self.names[message.name] = None
+        elif message is not None:
+            self.names.update(dict.fromkeys(message.names))
         if message is not None:
             self.by_status[message.status.name.lower()] += 1
         if isinstance(message, AnnotationMessage) and effect is Effect.WRITTEN:
@@ -96,6 +108,7 @@ class BatchTally:
             by_status=dict(self.by_status),
             by_role=dict(self.by_role),
             by_source=dict(self.by_source),
+            names=list(self.names),
         )
 
 
