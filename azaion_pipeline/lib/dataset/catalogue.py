@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from azaion_pipeline.lib.dataset.annotations import Checked
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import AzaionLayout
 
@@ -103,30 +104,13 @@ CREATE TABLE IF NOT EXISTS versions (
 
 
 @dataclass(frozen=True)
-class Accepted:
-    """One annotation as the catalogue holds it."""
+class Accepted(Checked):
+    """One annotation as the catalogue holds it: the checked pair, plus where it came from
+    and when it was accepted."""
 
-    name: str
-    origin: str
-    image: str
-    label: str
-    image_stat: str
-    label_stat: str
-    image_sha256: str
-    label_sha256: str
-    width: int
-    height: int
-    boxes: list
-    phash: int
-    media_name: str | None
+    media_name: str | None = None
     accepted_run: int = 0
-    arrived_ns: int = 0
     rules: str = ""  # the validation rules it passed (new rules validate it again)
-
-    @property
-    def content_hash(self) -> str:
-        """Identity of the annotation's content: changes when its image or label changes."""
-        return sha256_text([self.image_sha256, self.label_sha256])
 
 
 class Newcomer(NamedTuple):

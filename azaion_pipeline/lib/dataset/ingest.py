@@ -362,21 +362,9 @@ def _resolve(
 
 def _accept(item: Checked, run: int, folder: Path, rules_key: str) -> Accepted:
     return Accepted(
-        name=item.name,
-        origin=item.origin,
-        image=item.image,
-        label=item.label,
-        image_stat=item.image_stat,
-        label_stat=item.label_stat,
-        image_sha256=item.image_sha256,
-        label_sha256=item.label_sha256,
-        width=item.width,
-        height=item.height,
-        boxes=item.boxes,
-        phash=item.phash,
+        **vars(item),
         media_name=read_media_name(folder, item.name),
         accepted_run=run,
-        arrived_ns=item.arrived_ns,
         rules=rules_key,
     )
 
