@@ -13,6 +13,8 @@ SIGKILL loses at most the uncommitted tail, which the next run simply redoes.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -154,6 +156,16 @@ def catalogue_path(layout: AzaionLayout) -> Path:
     return layout.root / "catalogue" / CATALOGUE_FILE
 
 
+def restore_catalogue(snapshot: Path, path: Path) -> None:
+    """Make the snapshot the catalogue at ``path`` (no run may hold it open): its WAL goes
+    with the old file, the snapshot itself stays."""
+    partial = path.with_name(f".{path.name}.restoring")
+    shutil.copyfile(snapshot, partial)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    os.replace(partial, path)
+
+
 class Catalogue:
     """The dataset stage's state. Open one per run; ``with Catalogue(path) as c:`` closes it."""
 
@@ -187,6 +199,14 @@ class Catalogue:
 
     def close(self) -> None:
         self.db.close()
+
+    def snapshot(self, target: Path) -> None:
+        """A consistent, compact copy of the whole catalogue at ``target`` (``VACUUM INTO``
+        reads one transaction's view; written beside and renamed, so a file there is whole)."""
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        self.db.execute("VACUUM INTO ?", (str(partial),))
+        os.replace(partial, target)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
