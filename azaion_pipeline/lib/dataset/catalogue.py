@@ -366,6 +366,33 @@ class Catalogue:
         transaction, so a killed run leaves the mark where it was)."""
         self.set_meta(ASSIGNED_THROUGH, str(run))
 
+    def media_changed(self) -> set[str]:
+        """Media names of the annotations changed since the last assignment."""
+        rows = self.db.execute(
+            """SELECT DISTINCT media_name FROM annotations
+            WHERE changed_run > ? AND media_name IS NOT NULL""",
+            (self.assigned_through(),),
+        )
+        return {media for (media,) in rows}
+
+    def media_members(self, media_name: str) -> list[tuple[str, str]]:
+        """(name, split) of the frames of one media that have a split, first assigned first."""
+        rows = self.db.execute(
+            """SELECT a.name, s.split FROM annotations a JOIN splits s ON s.name = a.name
+            WHERE a.media_name = ? ORDER BY s.assigned_run, a.name""",
+            (media_name,),
+        )
+        return list(rows)
+
+    def exclude(self, name: str, reason: str) -> None:
+        """Take ``name`` out of training for good: out of every list, and never augmented
+        again. The one change a split may take: it leaves, never joins another split."""
+        for key in self.settings_keys():
+            self.remove_outputs(key, name)
+        self.db.execute(
+            "UPDATE splits SET split = ?, reason = ? WHERE name = ?", (EXCLUDED, reason, name)
+        )
+
     def splits_of_media(self, media_name: str) -> set[str]:
         rows = self.db.execute(
             """SELECT DISTINCT s.split FROM annotations a JOIN splits s ON s.name = a.name

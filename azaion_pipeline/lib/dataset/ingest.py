@@ -38,7 +38,12 @@ from azaion_pipeline.lib.dataset.catalogue import NEAR_DISTANCE, Accepted, Catal
 from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
 from azaion_pipeline.lib.dataset.provenance import read_image_extension, read_media_name
 from azaion_pipeline.lib.dataset.quarantine import quarantine
-from azaion_pipeline.lib.dataset.split import SplitReport, SplitShares, assign_splits
+from azaion_pipeline.lib.dataset.split import (
+    SplitReport,
+    SplitShares,
+    assign_splits,
+    settle_media,
+)
 from azaion_pipeline.lib.intake.batches import BatchLog
 from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
 from azaion_pipeline.lib.parallel import map_in_threads
@@ -308,6 +313,7 @@ def ingest(
         report.splits = assign_splits(
             catalogue, catalogue.unassigned(), shares or SplitShares(), max_distance, run
         )
+        report.splits.excluded |= settle_media(catalogue, catalogue.media_changed())
         catalogue.mark_assigned(run)
         catalogue.set_meta(NEAR_DISTANCE, str(max_distance))
         catalogue.set_meta(BATCHES_READ, str(batches_read))

@@ -7,6 +7,9 @@
 - A split, once assigned, is stored in the catalogue and never changes. A newcomer that is a
   near-twin of images already in two different splits is left out of training (split
   ``excluded``, with the names in its reason); nobody is moved.
+- Provenance that arrives after a frame got its split (the frame came first without it) can
+  reveal one video across two splits. Nobody moves then either: the frames outside the
+  split its first-assigned frame has are left out of training (``settle_media``).
 """
 
 from __future__ import annotations
@@ -87,6 +90,27 @@ def assign_splits(
         splits[index[annotation.name]] = split
         report.assigned[annotation.name] = split
     return report
+
+
+def settle_media(catalogue: Catalogue, media_names: set[str]) -> dict[str, str]:
+    """Exclude frames that sit outside their media's first split; name -> why."""
+    excluded = {}
+    for media in sorted(media_names):
+        members = [
+            (name, split) for name, split in catalogue.media_members(media) if split in SPLITS
+        ]
+        if len({split for _, split in members}) < 2:
+            continue
+        first = members[0][1]
+        for name, split in members:
+            if split != first:
+                reason = (
+                    f"frame of media {media}, whose frames are in {first} (its provenance "
+                    f"came after its split, {split}, was given)"
+                )
+                catalogue.exclude(name, reason)
+                excluded[name] = reason
+    return excluded
 
 
 def cross_split_twins(
