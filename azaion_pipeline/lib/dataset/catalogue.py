@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from azaion_pipeline.lib.dataset.annotations import Checked
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import AzaionLayout
@@ -118,6 +120,7 @@ class Accepted(Checked):
 class Newcomer(NamedTuple):
     """An annotation waiting for its split."""
 
+    row: int  # its rowid (what ``perceptual_hashes`` returns beside each hash)
     name: str
     phash: int
     media_name: str | None
@@ -350,7 +353,7 @@ class Catalogue:
         only: a first run at 100k must not hold every box list at once). Only rows changed
         after the last assignment are looked at (``mark_assigned``)."""
         rows = self.db.execute(
-            """SELECT a.name, a.phash, a.media_name FROM annotations a
+            """SELECT a.rowid, a.name, a.phash, a.media_name FROM annotations a
             LEFT JOIN splits s ON s.name = a.name
             WHERE a.changed_run > ? AND s.name IS NULL
             ORDER BY a.arrived_ns, a.name""",
@@ -401,18 +404,27 @@ class Catalogue:
         )
         return {split for (split,) in rows}
 
-    def perceptual_hashes(self) -> tuple[list[str], list[int], list[str]]:
-        """Every accepted annotation's name, pHash and split (for near-duplicate search)."""
-        names, hashes, splits = [], [], []
-        rows = self.db.execute(
-            """SELECT a.name, a.phash, COALESCE(s.split, '') FROM annotations a
-            LEFT JOIN splits s ON s.name = a.name"""
+    def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every accepted annotation's rowid and pHash, as arrays: near-duplicate search
+        needs only these; names and splits are looked up for the few matches."""
+        table = np.fromiter(
+            self.db.execute("SELECT rowid, phash FROM annotations"),
+            dtype=[("row", np.int64), ("phash", np.int64)],
         )
-        for name, phash, split in rows:
-            names.append(name)
-            hashes.append(phash)
-            splits.append(split)
-        return names, hashes, splits
+        return table["row"], table["phash"]
+
+    def names_and_splits(self, rows: Iterable[int]) -> list[tuple[str, str]]:
+        """(name, split or "") of the annotations with these rowids."""
+        found = []
+        for row in rows:
+            found.extend(
+                self.db.execute(
+                    """SELECT a.name, COALESCE(s.split, '') FROM annotations a
+                    LEFT JOIN splits s ON s.name = a.name WHERE a.rowid = ?""",
+                    (int(row),),
+                )
+            )
+        return found
 
     def excluded(self) -> dict[str, str]:
         """Accepted annotations left out of training, with why."""
@@ -422,6 +434,15 @@ class Catalogue:
             (EXCLUDED,),
         )
         return dict(rows)
+
+    def assigned_hashes_since(self, run: int) -> list[tuple[int, str, int, str]]:
+        """(rowid, name, pHash, split) of the annotations assigned a split after ``run``."""
+        rows = self.db.execute(
+            """SELECT a.rowid, a.name, a.phash, s.split FROM splits s
+            JOIN annotations a ON a.name = s.name WHERE s.assigned_run > ?""",
+            (run,),
+        )
+        return list(rows)
 
     def assigned_since(self, run: int) -> list[str]:
         rows = self.db.execute(
@@ -517,16 +538,24 @@ class Catalogue:
 
     def split_entries(self, settings_key: str, split: str) -> Iterator[Output]:
         """The outputs in ``split``'s list, by image file name (streamed)."""
+        columns = "o.source, o.variant, o.content_hash, o.image, o.label, o.image_size, "
+        columns += "o.width, o.height, o.label_text"
+        for row in self._in_list(columns, settings_key, split):
+            yield Output(*row)
+
+    def list_entries(self, settings_key: str, split: str) -> Iterator[tuple[str, str]]:
+        """(image file, label text) of each file in ``split``'s list, by image file name:
+        what a new version streams once (two columns cost a third of all of them)."""
+        yield from self._in_list("o.image, o.label_text", settings_key, split)
+
+    def _in_list(self, columns: str, settings_key: str, split: str) -> sqlite3.Cursor:
         variant_filter = "" if split == "train" else "AND o.variant = 0"
-        rows = self.db.execute(
-            f"""SELECT o.source, o.variant, o.content_hash, o.image, o.label, o.image_size,
-                o.width, o.height, o.label_text
+        return self.db.execute(
+            f"""SELECT {columns}
             FROM outputs o JOIN splits s ON s.name = o.source AND s.split = ?
             WHERE o.settings_key = ? {variant_filter} ORDER BY o.image""",
             (split, settings_key),
         )
-        for row in rows:
-            yield Output(*row)
 
     def labels_since(self, run: int) -> Iterator[tuple[str, str]]:
         """(label file, text) of every output written after ``run``."""

@@ -117,9 +117,9 @@ def build_version(
     def write_list(split: str) -> Iterator[str]:
         """Write ``{split}.txt`` as its rows stream by, yielding each row's label text."""
         with open(partial / f"{split}.txt", "w", encoding="utf-8") as listing:
-            for output in catalogue.split_entries(settings_key, split):
-                listing.write(list_line(split, output.image) + "\n")
-                yield output.label_text
+            for image, label_text in catalogue.list_entries(settings_key, split):
+                listing.write(list_line(split, image) + "\n")
+                yield label_text
 
     for split in SPLITS:
         (partial / split).mkdir()
