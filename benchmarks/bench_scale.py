@@ -152,7 +152,7 @@ def seal(root: Path, names: list[str], status) -> None:
     tally.count(
         offset, AnnotationBulkMessage(names=tuple(names), status=status), Effect.MOVED, False
     )
-    log.seal(tally.manifest("bench", "bench"))
+    log.seal(tally.manifest("bench", "bench"), tally.names)
 
 
 def run(root: Path, mode: str = "listing") -> dict:

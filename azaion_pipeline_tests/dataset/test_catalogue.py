@@ -57,7 +57,7 @@ def seal(layout, names: list[str], status=AnnotationStatus.VALIDATED) -> None:
     tally = BatchTally()
     message = AnnotationBulkMessage(names=tuple(names), status=status)
     tally.count(len(log.sealed_since(0)[0]), message, Effect.MOVED, False)
-    log.seal(tally.manifest("annotations", "test"))
+    log.seal(tally.manifest("annotations", "test"), tally.names)
 
 
 def one_run(harness, settings: AugmentSettings, **ingest):

@@ -151,6 +151,8 @@ def named_candidates(
     sealed batch named costs a few stats each, however many pairs the folder holds."""
     by_name: dict[str, Candidate] = {}
     for name in names:
+        if not name or name in (".", "..") or os.sep in name:
+            continue  # never a file in the folder: a probe would look outside it
         candidate = Candidate(name, origin)
         extension = read_image_extension(folder, name)
         for suffix in dict.fromkeys([*IMAGE_SUFFIXES, *([f".{extension}"] if extension else [])]):
@@ -199,8 +201,11 @@ def _batched_names(
         return None, batches.sealed_since(int(read))[1]
     ids, position = batches.sealed_since(int(read))
     names: dict[str, None] = {}
-    for batch_id in ids:
-        names.update(dict.fromkeys(batches.load(batch_id).names))
+    try:
+        for batch_id in ids:
+            names.update(dict.fromkeys(batches.names(batch_id)))
+    except FileNotFoundError:  # sealed by a consumer that did not name its annotations yet
+        return None, position
     return list(names), position
 
 

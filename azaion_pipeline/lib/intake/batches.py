@@ -1,21 +1,22 @@
 """Sealed batches: what the consumer made durable, one small manifest each, plus an index.
 
-The consumer seals a batch once its files are flushed: it writes ``batches/{id}.json`` and then
-appends ``{id}`` to ``batches/index`` (both fsynced), and only after that stores the stream
-offset. A sensor reads the index from a byte position (its cursor), so a look costs what is
+The consumer seals a batch once its files are flushed: it writes ``batches/{id}.names.json``
+(the annotation names the batch's messages named: what the dataset stage reads instead of
+listing the folders) and ``batches/{id}.json`` (counts only), then appends ``{id}`` to
+``batches/index`` (all fsynced), and only after that stores the stream offset. A sensor reads the index from a byte position (its cursor), so a look costs what is
 new, however many batches exist. A replay after a crash may seal an overlapping batch again;
 its messages then count as ``skipped`` and its run is as harmless as a repeated one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import Field
 
 from azaion_pipeline.lib.intake.messages import (
     AnnotationMessage,
@@ -32,8 +33,7 @@ INDEX = "index"
 
 
 class BatchManifest(Record):
-    """One sealed batch: counts, and the annotation names its messages named. Nothing
-    personal (no e-mails, no user names)."""
+    """One sealed batch. Counts only: nothing personal (no e-mails, no names)."""
 
     batch_id: str
     stream: str
@@ -49,10 +49,6 @@ class BatchManifest(Record):
     by_status: dict[str, int]
     by_role: dict[str, int]
     by_source: dict[str, int]
-    # Every annotation a message of the batch named, applied or skipped as a replay (a
-    # replay's first application may never have been sealed): what the dataset stage
-    # re-reads instead of listing the folders.
-    names: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +61,9 @@ class BatchTally:
     by_status: Counter = field(default_factory=Counter)
     by_role: Counter = field(default_factory=Counter)
     by_source: Counter = field(default_factory=Counter)
-    names: dict[str, None] = field(default_factory=dict)  # ordered, each once
+    # Every annotation a message named, applied or skipped as a replay (a replay's first
+    # application may never have been sealed); ordered, each once.
+    names: dict[str, None] = field(default_factory=dict)
 
     @property
     def consumed(self) -> int:
@@ -108,7 +106,6 @@ class BatchTally:
             by_status=dict(self.by_status),
             by_role=dict(self.by_role),
             by_source=dict(self.by_source),
-            names=list(self.names),
         )
 
 
@@ -146,12 +143,20 @@ class BatchLog:
             if len(whole) != len(data):
                 os.truncate(self.index, len(whole))
 
-    def seal(self, manifest: BatchManifest) -> None:
+    def seal(self, manifest: BatchManifest, names: Iterable[str]) -> None:
+        _write_durably(self.names_path(manifest.batch_id), json.dumps(list(names)).encode())
         _write_durably(self.manifest_path(manifest.batch_id), manifest.model_dump_json().encode())
         _write_durably(self.index, f"{manifest.batch_id}\n".encode(), append=True)
 
     def manifest_path(self, batch_id: str) -> Path:
         return self.folder / f"{batch_id}.json"
+
+    def names_path(self, batch_id: str) -> Path:
+        return self.folder / f"{batch_id}.names.json"
+
+    def names(self, batch_id: str) -> list[str]:
+        """The annotation names a sealed batch's messages named."""
+        return json.loads(self.names_path(batch_id).read_text())
 
     def load(self, batch_id: str) -> BatchManifest:
         return BatchManifest.model_validate_json(self.manifest_path(batch_id).read_text())

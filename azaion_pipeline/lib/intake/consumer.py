@@ -332,7 +332,7 @@ class IntakeConsumer:
             return
         await asyncio.to_thread(self.store.sync)
         manifest = self._tally.manifest(self.stream.queue_name, self.settings.consumer_name)
-        await asyncio.to_thread(self.batches.seal, manifest)
+        await asyncio.to_thread(self.batches.seal, manifest, self._tally.names)
         self._tally = BatchTally()
         self._unstored_offset = manifest.last_offset
         self.report.batches += 1
