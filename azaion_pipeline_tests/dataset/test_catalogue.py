@@ -139,7 +139,8 @@ def test_a_stream_fed_run_reads_only_the_names_its_new_batches_name(harness, lay
 
 
 def test_an_edit_beside_the_stream_waits_for_the_rescan(harness, layout):
-    """Out-of-band edits are not in any batch: the periodic listing catches them."""
+    """Out-of-band edits are not in any batch: the periodic listing catches them, as does
+    the first run with other folders or rules."""
     samples = harness.add_samples(8, seed=5)
     seal(layout, samples.valid)
     one_run(harness, AugmentSettings(variants=0))
@@ -152,6 +153,12 @@ def test_an_edit_beside_the_stream_waits_for_the_rescan(harness, layout):
     catalogue, report = harness.ingest(rescan=timedelta(0))
     catalogue.close()
     assert report.listed and report.updated == [samples.valid[1]]
+
+    # Other folders (or rules) than the last listing's: every pair is looked at again.
+    for include_seed, listed in ((True, True), (True, False)):
+        catalogue, report = harness.ingest(include_seed=include_seed)
+        catalogue.close()
+        assert report.listed == listed
 
 
 def _lists(directory: Path) -> dict[str, set[str]]:

@@ -55,6 +55,8 @@ DEFAULT_RESCAN = timedelta(hours=24)
 # meta keys: how far batches/index was applied (bytes), when the folders were last listed.
 BATCHES_READ = "batches_read"
 LISTED_AT = "listed_at"
+# meta key: the rules and folders of the last listing; other ones must see every pair again.
+LISTED_SCOPE = "listed_scope"
 
 
 class AnnotationSet(Record):
@@ -185,21 +187,25 @@ def _conflicts(candidates: Iterable[Candidate]) -> list[Rejection]:
 
 
 def _batched_names(
-    catalogue: Catalogue, batches: BatchLog, rescan: timedelta, now: datetime
+    catalogue: Catalogue, batches: BatchLog, scope: str, rescan: timedelta, now: datetime
 ) -> tuple[list[str] | None, int]:
     """The names the batches sealed since the last run named, and the index position after
     them; None for names when this run must list the folders instead."""
-    read = catalogue.get_meta(BATCHES_READ)
+    read = int(catalogue.get_meta(BATCHES_READ, "-1"))
     listed_at = catalogue.get_meta(LISTED_AT)
     try:
         index_bytes = batches.index.stat().st_size
     except FileNotFoundError:
         return None, 0  # a folder-fed root
-    if read is None or listed_at is None or int(read) > index_bytes:
-        return None, batches.sealed_since(0)[1]
-    if now - datetime.fromisoformat(listed_at) >= rescan:
-        return None, batches.sealed_since(int(read))[1]
-    ids, position = batches.sealed_since(int(read))
+    must_list = (
+        not 0 <= read <= index_bytes  # never read, or the index was replaced
+        or listed_at is None
+        or catalogue.get_meta(LISTED_SCOPE) != scope
+        or now - datetime.fromisoformat(listed_at) >= rescan
+    )
+    ids, position = batches.sealed_since(0 if must_list else read)
+    if must_list:
+        return None, position
     names: dict[str, None] = {}
     try:
         for batch_id in ids:
@@ -248,7 +254,9 @@ def ingest(
     now = datetime.now(UTC)
     # The index position is taken before the folders are looked at: a batch sealed while
     # this run lists is applied again next run (harmless), never skipped.
-    names, batches_read = _batched_names(catalogue, BatchLog(layout), rescan, now)
+    # New rules or another set of folders: every pair is looked at again, by a listing.
+    scope = f"{rules.key}:{','.join(folders)}"
+    names, batches_read = _batched_names(catalogue, BatchLog(layout), scope, rescan, now)
     if names is None:
         listed = {origin: list_candidates(folder, origin) for origin, folder in folders.items()}
         known = catalogue.stat_keys()
@@ -324,6 +332,7 @@ def ingest(
         catalogue.set_meta(BATCHES_READ, str(batches_read))
         if names is None:
             catalogue.set_meta(LISTED_AT, now.isoformat())
+            catalogue.set_meta(LISTED_SCOPE, scope)
     report.total = catalogue.count()
     return report
 
