@@ -252,9 +252,9 @@ def ingest(
     candidates: dict[str, Candidate] = {}
     rejected: list[Rejection] = []
     now = datetime.now(UTC)
-    # The index position is taken before the folders are looked at: a batch sealed while
-    # this run lists is applied again next run (harmless), never skipped.
-    # New rules or another set of folders: every pair is looked at again, by a listing.
+    # New rules or another set of folders than the last listing's: every pair is looked
+    # at again, by a listing. The index position is taken before the folders are looked
+    # at: a batch sealed while this run lists is applied again next run, never skipped.
     scope = f"{rules.key}:{','.join(folders)}"
     names, batches_read = _batched_names(catalogue, BatchLog(layout), scope, rescan, now)
     if names is None:
