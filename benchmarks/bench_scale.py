@@ -8,7 +8,13 @@ near-twins (hard-linked images would measure the quarantine, not the stage).
 
 For each root, in the same run, the three dataset assets and their checks run through
 Dagster (one process per run, as ingest_job does), each run in a fresh subprocess:
-first full run, a run with nothing new, +100 new, -100 deleted. Printed: wall time of each
+first full run, then a run with nothing new, +100 new and -100 deleted, each twice:
+- ``stream``: the root as the stream feeds it; each change comes with a sealed batch
+  manifest, written by the consumer's own ``BatchTally``/``BatchLog`` (a Validated bulk
+  message for +100, a Deleted one for -100), and a run reads only the new manifests;
+- ``listing``: ``rescan_hours=0``, every run lists the folders (a folder-fed root, or the
+  stream-fed root's periodic reconciliation).
+Printed: wall time of each
 (inside the process, without interpreter start-up), peak RSS (the run's process, and its
 whole process tree's proportional set size sampled every 0.1 s: pool workers are fork
 server grandchildren sharing its pages), directory entries each new version created, catalogue open time, and
@@ -34,6 +40,8 @@ VARIANTS = int(os.environ.get("BENCH_SCALE_VARIANTS", 0))
 BASE_PAIRS = 300
 DELTA = 100
 IMAGE_SIZE = (96, 72)
+MODES = {"stream": 24.0, "listing": 0.0}  # rescan_hours of each
+RUNS = ("nothing_new", "plus_100", "minus_100")
 
 RUN = textwrap.dedent(
     """
@@ -51,7 +59,7 @@ RUN = textwrap.dedent(
     import threading
     import psutil
 
-    root, variants = sys.argv[1], int(sys.argv[2])
+    root, variants, rescan = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     peak = [0, 0]  # this process, its whole tree (pool workers are forkserver grandchildren)
 
     def sample():
@@ -75,7 +83,10 @@ RUN = textwrap.dedent(
         instance=dg.DagsterInstance.ephemeral(),
         resources={"storage": AzaionStorage(root_dir=root),
                    "io_manager": RecordIOManager(root_dir=root)},
-        run_config={"ops": {"augmented_dataset": {"config": {"variants": variants}}}},
+        run_config={"ops": {
+            "raw_annotations": {"config": {"rescan_hours": rescan}},
+            "augmented_dataset": {"config": {"variants": variants}},
+        }},
     )
     seconds = time.perf_counter() - started
     version = result.output_for_node("training_dataset")
@@ -84,7 +95,7 @@ RUN = textwrap.dedent(
     print(json.dumps({
         "seconds": seconds, "success": result.success, "version": version.version,
         "reused": version.reused_existing, "images": version.images, "valid": raw.valid,
-        "validated_now": raw.validated_now, "rss_mb": own / 2**20, "tree_rss_mb": peak[1] / 2**20,
+        "validated_now": raw.validated_now, "listed": raw.listed, "rss_mb": own / 2**20, "tree_rss_mb": peak[1] / 2**20,
     }))
     """
 )
@@ -127,10 +138,27 @@ def sample_pairs(work: Path) -> list[tuple[Path, Path]]:
     ]
 
 
-def run(root: Path) -> dict:
+def seal(root: Path, names: list[str], status) -> None:
+    """A sealed batch naming ``names``, as the consumer writes it after a bulk message."""
+    from azaion_pipeline.lib.intake.batches import BatchLog, BatchTally
+    from azaion_pipeline.lib.intake.messages import AnnotationBulkMessage
+    from azaion_pipeline.lib.intake.store import Effect
+    from azaion_pipeline.lib.layout import AzaionLayout
+
+    log = BatchLog(AzaionLayout.under(root))
+    log.prepare()
+    offset = len(log.sealed_since(0)[0])
+    tally = BatchTally()
+    tally.count(
+        offset, AnnotationBulkMessage(names=tuple(names), status=status), Effect.MOVED, False
+    )
+    log.seal(tally.manifest("bench", "bench"), tally.names)
+
+
+def run(root: Path, mode: str = "listing") -> dict:
     project = Path(__file__).resolve().parents[1]
     process = subprocess.run(
-        [sys.executable, "-c", RUN, str(root), str(VARIANTS)],
+        [sys.executable, "-c", RUN, str(root), str(VARIANTS), str(MODES[mode])],
         env={**os.environ, "PYTHONPATH": str(project), "DAGSTER_HOME": str(root / ".dagster")},
         capture_output=True,
         text=True,
@@ -157,31 +185,48 @@ def catalogue_open_seconds(root: Path) -> float:
     return time.perf_counter() - started
 
 
+def synthetic_names(start: int, count: int) -> list[str]:
+    return [f"synthetic-{index:07d}" for index in range(start, start + count)]
+
+
 def measure(work: Path, size: int, bases) -> dict:
+    from azaion_pipeline.lib.intake.messages import AnnotationStatus
+
     root = work / f"root-{size}"
     made = time.perf_counter()
     make_root(root, size, bases)
+    seal(root, synthetic_names(0, size), AnnotationStatus.VALIDATED)
     print(f"  {size}: root built in {time.perf_counter() - made:.0f} s", flush=True)
     figures = {"first": run(root)}
-    figures["nothing_new"] = run(root)
-    before = entries(root / "datasets")
-    make_root(root, DELTA, bases, offset=size)
-    figures["plus_100"] = run(root)
-    figures["entries_plus"] = entries(root / "datasets") - before
+    for mode in MODES:
+        figures[f"nothing_new/{mode}"] = run(root, mode)
+    # Each mode adds and deletes its own 100: the stream's come with a sealed batch.
+    for index, mode in enumerate(MODES):
+        before = entries(root / "datasets")
+        make_root(root, DELTA, bases, offset=size + index * DELTA)
+        if mode == "stream":
+            seal(root, synthetic_names(size + index * DELTA, DELTA), AnnotationStatus.VALIDATED)
+        figures[f"plus_100/{mode}"] = run(root, mode)
+        figures[f"entries_plus/{mode}"] = entries(root / "datasets") - before
     images, labels = root / "data" / "images", root / "data" / "labels"
-    for index in range(DELTA):
-        (images / f"synthetic-{index:07d}.jpg").unlink()
-        (labels / f"synthetic-{index:07d}.txt").unlink()
-    before = entries(root / "datasets")
-    figures["minus_100"] = run(root)
-    figures["entries_minus"] = entries(root / "datasets") - before
+    for index, mode in enumerate(MODES):
+        gone = synthetic_names(index * DELTA, DELTA)
+        for name in gone:
+            (images / f"{name}.jpg").unlink()
+            (labels / f"{name}.txt").unlink()
+        if mode == "stream":
+            seal(root, gone, AnnotationStatus.DELETED)
+        before = entries(root / "datasets")
+        figures[f"minus_100/{mode}"] = run(root, mode)
+        figures[f"entries_minus/{mode}"] = entries(root / "datasets") - before
     figures["open"] = catalogue_open_seconds(root)
-    for name in ("first", "nothing_new", "plus_100", "minus_100"):
+    for name in ("first", *(f"{r}/{m}" for r in RUNS for m in MODES)):
         f = figures[name]
         print(
-            f"    {name:12s} {f['seconds']:7.1f} s  valid {f['valid']:>7}  "
-            f"validated {f['validated_now']:>7}  rss {f['rss_mb']:.0f} MB "
-            f"(tree PSS {f['tree_rss_mb']:.0f} MB)  version {f['version']}",
+            f"    {name:20s} {f['seconds']:7.1f} s  valid {f['valid']:>7}  "
+            f"validated {f['validated_now']:>7}  listed {f['listed']!s:5}  "
+            f"rss {f['rss_mb']:.0f} MB (tree PSS {f['tree_rss_mb']:.0f} MB)  "
+            f"version {f['version']}",
             flush=True,
         )
     shutil.rmtree(root)
@@ -198,23 +243,29 @@ def main() -> None:
         )
         results = {size: measure(work, size, bases) for size in SIZES}
     for size, f in results.items():
-        runs = ("first", "nothing_new", "plus_100", "minus_100")
+        runs = ("first", *(f"{r}/{m}" for r in RUNS for m in MODES))
         peak = max(f[n]["rss_mb"] for n in runs)
         tree = max(f[n]["tree_rss_mb"] for n in runs)
         print(
-            f"  {size}: first {f['first']['seconds']:.1f} s; no change "
-            f"{f['nothing_new']['seconds']:.1f} s (goal <= 10 s); +{DELTA} "
-            f"{f['plus_100']['seconds']:.1f} s; -{DELTA} {f['minus_100']['seconds']:.1f} s; "
-            f"peak RSS {peak:.0f} MB, process tree PSS {tree:.0f} MB (goal <= 400 MB at 100k); "
-            "catalogue opens in "
-            f"{1000 * f['open']:.1f} ms; directory entries per new version: "
-            f"+{DELTA} {f['entries_plus']}, -{DELTA} {f['entries_minus']} (goal <= 100)"
+            f"  {size}: first {f['first']['seconds']:.1f} s; peak RSS {peak:.0f} MB, process "
+            f"tree PSS {tree:.0f} MB (goal <= 400 MB at 100k); catalogue opens in "
+            f"{1000 * f['open']:.1f} ms"
         )
+        for mode in MODES:
+            print(
+                f"    {mode:8s} no change {f[f'nothing_new/{mode}']['seconds']:.1f} s "
+                f"(goal <= 10 s); +{DELTA} {f[f'plus_100/{mode}']['seconds']:.1f} s; "
+                f"-{DELTA} {f[f'minus_100/{mode}']['seconds']:.1f} s; directory entries per "
+                f"new version: +{DELTA} {f[f'entries_plus/{mode}']}, "
+                f"-{DELTA} {f[f'entries_minus/{mode}']} (goal <= 100)"
+            )
     if len(SIZES) >= 2:
         small, large = results[SIZES[0]], results[SIZES[-1]]
-        for name in ("nothing_new", "plus_100", "minus_100"):
-            ratio = large[name]["seconds"] / small[name]["seconds"]
-            print(f"  {name}: {SIZES[-1]} / {SIZES[0]} = {ratio:.2f}x (goal <= 1.5x)")
+        for mode in MODES:
+            for name in RUNS:
+                key = f"{name}/{mode}"
+                ratio = large[key]["seconds"] / small[key]["seconds"]
+                print(f"  {key:20s} {SIZES[-1]} / {SIZES[0]} = {ratio:.2f}x (goal <= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +21,7 @@ from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset.annotations import ValidationRules
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.ingest import IngestReport, ingest
+from azaion_pipeline.lib.dataset.ingest import DEFAULT_RESCAN, IngestReport, ingest
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import PROJECT_ROOT
@@ -74,11 +75,13 @@ class Harness:
 
     run_config = staticmethod(run_config)
 
-    def ingest(self, include_seed: bool = False, **rules) -> tuple[Catalogue, IngestReport]:
+    def ingest(
+        self, include_seed: bool = False, rescan: timedelta = DEFAULT_RESCAN, **rules
+    ) -> tuple[Catalogue, IngestReport]:
         """Run the lib ingest once on this root; the caller closes the catalogue."""
         catalogue = Catalogue.of(self.layout)
         validation = ValidationRules(self.catalog.valid_ids(), **rules)
-        report = ingest(self.layout, catalogue, validation, include_seed=include_seed, workers=1)
+        report = ingest(self.layout, catalogue, validation, include_seed, workers=1, rescan=rescan)
         return catalogue, report
 
     def materialize(self, assets=DATASET_ASSETS, config=None, checks=()):

@@ -1,4 +1,5 @@
-"""Retention removes only what nothing references; a published model's version survives it."""
+"""Retention removes only what nothing references; a published model's version survives it;
+catalogue snapshots are kept while needed and restore the catalogue as it was."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from azaion_pipeline.defs.dataset.retention import dataset_retention_job
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import champion_record
 from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
-from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.retention import apply_retention, version_label
+from azaion_pipeline.lib.dataset.catalogue import Catalogue, catalogue_path, restore_catalogue
+from azaion_pipeline.lib.dataset.retention import apply_retention, snapshots, version_label
 from azaion_pipeline.lib.dataset.versions import build_version, read_list
 from azaion_pipeline.lib.layout import SPLITS
 
@@ -122,3 +123,35 @@ def test_the_job_keeps_the_champion_and_every_published_release(harness, layout)
     assert metadata["bytes_freed"].value > 0
     assert not removable.directory.exists()
     assert all(v.data_yaml.exists() for v in (published, champion_version, newest))
+
+
+def test_snapshots_keep_the_newest_and_those_kept_versions_need_and_restore(harness, layout):
+    settings = AugmentSettings(variants=0)
+    report = harness.add_samples(8, seed=3)  # 7 in data/
+    first = version_now(harness, settings)
+    with Catalogue.of(layout) as catalogue:
+        first_snapshot = apply_retention(catalogue, layout, 5, set(), keep_snapshots=1).snapshot
+    delete(layout, report.valid[0])
+    version_now(harness, settings)
+    with Catalogue.of(layout) as catalogue:
+        second = apply_retention(catalogue, layout, 5, set(), keep_snapshots=1)
+    assert second.removed_snapshots == []  # each is the snapshot of a kept version
+    harness.add_samples(2, seed=4)
+    newest = version_now(harness, settings)
+
+    size = second.snapshot.stat().st_size
+    with Catalogue.of(layout) as catalogue:
+        third = apply_retention(catalogue, layout, 1, {version_label(first.name)}, keep_snapshots=1)
+    # Kept: the newest, and first's (the one taken after first was made); second's version
+    # went, so its snapshot went with it.
+    assert snapshots(layout) == [third.snapshot, first_snapshot]
+    assert third.removed_snapshots == [second.snapshot.name]
+    assert third.bytes_freed >= size
+
+    # The first snapshot is the catalogue as it was: the deleted annotation, first only.
+    restore_catalogue(first_snapshot, catalogue_path(layout))
+    with Catalogue.of(layout) as catalogue:
+        assert catalogue.get(report.valid[0]) is not None
+        assert [v["name"] for v in catalogue.versions()] == [first.name]
+    again = version_now(harness, settings)  # a run on the restored catalogue catches up
+    assert again.id == newest.id and again.images == newest.images

@@ -9,9 +9,17 @@ import cv2
 import numpy as np
 
 from azaion_pipeline.lib.dataset import checks
+from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
 from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Accepted, Catalogue
 from azaion_pipeline.lib.dataset.provenance import provenance_path
-from azaion_pipeline.lib.dataset.split import SplitShares, assign_splits, cross_split_twins
+from azaion_pipeline.lib.dataset.split import (
+    SplitShares,
+    assign_splits,
+    cross_split_twins,
+    split_of,
+)
+from azaion_pipeline.lib.dataset.versions import build_version
+from azaion_pipeline.lib.layout import SPLITS
 
 BOX = "0 0.500000 0.500000 0.200000 0.200000\n"
 
@@ -141,3 +149,48 @@ def test_the_check_finds_a_near_twin_pair_across_train_and_test(tmp_path):
         assert not failed.passed and failed.examples == [("b", "a")]
         # A failure is seen again on the next look: the watermark did not move past it.
         assert not checks.no_near_twins_across_splits(catalogue, 10).passed
+
+
+def test_provenance_after_the_split_never_leaks_a_video(harness, layout):
+    """Frames first seen without provenance got splits by their own names; when their
+    originalMediaName arrives (with an edit), the frames outside the split of the group's
+    first-assigned frame leave training, nobody moves to another split."""
+    shares = SplitShares()
+    names = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"late-{i}")) for i in range(6)]
+    assert len({split_of(name, shares) for name in names}) >= 2  # fixed names, spread
+    for seed, name in enumerate(names):
+        write(layout, terrain(400 + seed), name)
+    settings = AugmentSettings(variants=0)
+    before_version = _version(harness, settings)
+    before = splits(harness)
+
+    for seed, name in enumerate(names):
+        write(layout, terrain(400 + seed), name, media="video-late.mp4")
+    catalogue, report = harness.ingest()
+    with catalogue:
+        after = {name: catalogue.split_of(name) for name in names}
+    kept = before[min(names)]  # one run assigned them all: the first by name
+    left = {name for name in names if before[name] != kept}
+    assert left and set(report.splits.excluded) == left
+    assert all(after[name] == (EXCLUDED if name in left else kept) for name in names)
+    assert all("video-late.mp4" in report.splits.excluded[name] for name in left)
+
+    version = _version(harness, settings)
+    assert sum(version.images.values()) == sum(before_version.images.values()) - len(left)
+    listed = "".join((version.directory / f"{s}.txt").read_text() for s in SPLITS)
+    with Catalogue.of(layout) as catalogue:
+        sources = {o.source for s in SPLITS for o in catalogue.split_entries(settings.key, s)}
+    assert sources == set(names) - left and listed.count("\n") == len(names) - len(left)
+
+
+def _version(harness, settings):
+    catalogue, _ = harness.ingest()
+    with catalogue:
+        augment_pending(catalogue, harness.layout.processed, settings, 1)
+        return build_version(
+            catalogue,
+            harness.layout,
+            store_dir(harness.layout.processed, settings),
+            settings.key,
+            harness.catalog.model_names(),
+        )

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from azaion_pipeline.lib.intake.batches import BatchLog
 from azaion_pipeline.lib.intake.consumer import StreamSettings
 from azaion_pipeline.lib.intake.messages import AnnotationStatus, Role, Source, encode_bulk
 from azaion_pipeline.lib.intake.messages import encode_annotation as encode
@@ -205,6 +206,12 @@ def test_bad_messages_never_block_the_stream(applied):
     text = "".join(m.model_dump_json() for m in sealed)
     assert "azaion.local" not in text and PROVENANCE_NAME not in text
     assert sum(sum(m.by_role.values()) for m in sealed) == sum(m.written for m in sealed)
+    # Beside each manifest, the annotation names its messages named (the dataset stage reads
+    # those instead of listing the folders): every decodable one, applied or not.
+    log = BatchLog(AzaionLayout.under(root))
+    named = {name for m in sealed for name in log.names(m.batch_id)}
+    assert {LAST_NAME, PROVENANCE_NAME, "never-created", "never-created-too"} <= named
+    assert "../escape" not in named  # refused before it was decoded
 
 
 def test_replaying_the_whole_stream_changes_nothing(applied, tmp_path):

@@ -1,6 +1,7 @@
 """raw_annotations: the catalogue brought up to date with data/ by delta; bad pairs quarantined."""
 
 from collections import Counter
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field, model_validator
@@ -15,7 +16,7 @@ from azaion_pipeline.lib.dataset.annotations import (
     ValidationRules,
 )
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.ingest import AnnotationSet, ingest
+from azaion_pipeline.lib.dataset.ingest import DEFAULT_RESCAN, AnnotationSet, ingest
 from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
 from azaion_pipeline.lib.dataset.split import SplitShares
 from azaion_pipeline.lib.histogram import class_histogram_markdown
@@ -51,6 +52,15 @@ class RawAnnotationsConfig(dg.Config):
         description="pHash bits within which two images are near-twins and share a split.",
     )
     workers: int = Field(default=0, ge=0, description="Validation threads; 0 = every core.")
+    rescan_hours: float = Field(
+        default=DEFAULT_RESCAN.total_seconds() / 3600,
+        ge=0,
+        description=(
+            "A root the stream feeds is read from its sealed batches; its folders are listed "
+            "again (catching edits made beside the stream) when the last listing is this "
+            "old. 0 = list on every run."
+        ),
+    )
 
     @model_validator(mode="after")
     def _test_share_left(self):
@@ -72,6 +82,7 @@ def annotation_set_metadata(record: AnnotationSet, names: dict[int, str]) -> dic
         "updated_now": record.updated_now,
         "removed_now": record.removed_now,
         "validated_now": record.validated_now,
+        "listed_folders": record.listed,
         "quarantined": record.quarantined,
         "duplicates": record.duplicates,
         "quarantined_by_reason": dg.MetadataValue.json(record.quarantined_by_reason),
@@ -115,6 +126,7 @@ def raw_annotations(
             max_distance=config.near_duplicate_distance,
             workers=config.workers,
             on_progress=progress_logger(context, "validated"),
+            rescan=timedelta(hours=config.rescan_hours),
         )
         excluded = catalogue.excluded()
         record = AnnotationSet(
@@ -125,6 +137,7 @@ def raw_annotations(
             updated_now=len(report.updated),
             removed_now=len(report.removed),
             validated_now=report.validated_now,
+            listed=report.listed,
             quarantined=len(report.rejected),
             duplicates=report.duplicates,
             quarantined_by_reason=dict(

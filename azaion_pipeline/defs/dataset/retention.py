@@ -8,7 +8,7 @@ from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
-from azaion_pipeline.lib.dataset.retention import apply_retention
+from azaion_pipeline.lib.dataset.retention import DEFAULT_KEEP_SNAPSHOTS, apply_retention
 from azaion_pipeline.lib.settings import automation_settings
 
 # Every published release names the dataset version it was trained on.
@@ -16,9 +16,14 @@ PUBLISHED_ASSET = dg.AssetKey("published_model")
 
 
 class RetentionConfig(dg.Config):
-    """How many of the newest dataset versions are always kept."""
+    """How many of the newest dataset versions and catalogue snapshots are always kept."""
 
     keep_last: int = Field(default=5, ge=1, description="Newest dataset versions always kept.")
+    keep_snapshots: int = Field(
+        default=DEFAULT_KEEP_SNAPSHOTS,
+        ge=1,
+        description="Newest catalogue snapshots always kept (one is taken on every run).",
+    )
 
 
 def published_dataset_versions(instance: dg.DagsterInstance) -> set[str]:
@@ -38,8 +43,9 @@ def published_dataset_versions(instance: dg.DagsterInstance) -> set[str]:
 @dg.op(
     config_schema=checked(RetentionConfig),
     description=(
-        "Removes dataset versions, store files and augmentation-settings folders that "
-        "neither the last K versions, the champion nor any published release reference."
+        "Snapshots the catalogue, then removes dataset versions, store files, "
+        "augmentation-settings folders and catalogue snapshots that neither the last K "
+        "versions, the champion nor any published release reference."
     ),
 )
 def remove_unreferenced_dataset_files(
@@ -52,10 +58,13 @@ def remove_unreferenced_dataset_files(
     if champion and champion.dataset_version:
         protected.add(champion.dataset_version)
     with Catalogue.of(layout) as catalogue:
-        report = apply_retention(catalogue, layout, config.keep_last, protected)
+        report = apply_retention(
+            catalogue, layout, config.keep_last, protected, keep_snapshots=config.keep_snapshots
+        )
     context.log.info(
         f"freed {report.bytes_freed} bytes: {len(report.removed_versions)} versions, "
-        f"{report.removed_files} store files, {len(report.removed_settings)} settings folders"
+        f"{report.removed_files} store files, {len(report.removed_settings)} settings folders, "
+        f"{len(report.removed_snapshots)} catalogue snapshots; snapshot taken: {report.snapshot}"
     )
     return dg.Output(
         None,
@@ -64,6 +73,8 @@ def remove_unreferenced_dataset_files(
             "removed_versions": dg.MetadataValue.json(report.removed_versions),
             "removed_files": report.removed_files,
             "removed_settings": dg.MetadataValue.json(report.removed_settings),
+            "snapshot": dg.MetadataValue.path(str(report.snapshot)),
+            "removed_snapshots": dg.MetadataValue.json(report.removed_snapshots),
             "kept_versions": dg.MetadataValue.json(report.kept_versions),
             "protected": dg.MetadataValue.json(sorted(protected)),
         },

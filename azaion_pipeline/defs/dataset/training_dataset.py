@@ -65,19 +65,19 @@ def training_dataset(
         built = build_version(
             catalogue, layout, store, augmented_dataset.settings_key, classes.model_names()
         )
-        # Consecutive rows: a few sources, each with its original and variants.
-        rows = islice(catalogue.split_entries(augmented_dataset.settings_key, "train"), 36)
-        samples = [(store / IMAGES / o.image, store / LABELS / o.label) for o in rows]
-    preview = preview_grid_png(
-        samples[: config.preview_images],
-        classes.model_names(),
-        {i: classes.color(i) for i in classes.valid_ids()},
-    )
-    preview_path = None
-    if preview:
         preview_path = built.directory / "preview.png"
-        if not preview_path.exists():
-            write_atomic(preview_path, preview)
+        if not preview_path.exists():  # drawn once per version: a reused one has it
+            # Consecutive rows: a few sources, each with its original and variants.
+            rows = islice(
+                catalogue.split_entries(augmented_dataset.settings_key, "train"),
+                config.preview_images,
+            )
+            samples = [(store / IMAGES / o.image, store / LABELS / o.label) for o in rows]
+            preview = preview_grid_png(
+                samples, classes.model_names(), {i: classes.color(i) for i in classes.valid_ids()}
+            )
+            if preview:
+                write_atomic(preview_path, preview)
     record = DatasetVersion(
         version=version_label(built.name),
         id=built.id,
@@ -89,7 +89,7 @@ def training_dataset(
         class_names=classes.model_names(),
         images=built.images,
         reused_existing=built.reused,
-        preview=preview_path,
+        preview=preview_path if preview_path.exists() else None,
     )
     return dg.Output(
         record,

@@ -229,6 +229,11 @@ class Checked:
     phash: int
     arrived_ns: int
 
+    @property
+    def content_hash(self) -> str:
+        """Identity of the annotation's content: changes when its image or label changes."""
+        return sha256_text([self.image_sha256, self.label_sha256])
+
 
 def stat_key(path: Path | str) -> str:
     """What says a file changed without reading it: inode, size and modification time."""

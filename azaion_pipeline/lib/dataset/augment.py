@@ -305,6 +305,8 @@ def augment_pending(
     output_dir = store_dir(processed_root, settings)
     (output_dir / IMAGES).mkdir(parents=True, exist_ok=True)
     (output_dir / LABELS).mkdir(parents=True, exist_ok=True)
+    # Rows changed after this have no split yet: they stay pending for a later run.
+    through = catalogue.assigned_through()
     names = catalogue.pending(settings.key)
     report = AugmentReport(output_dir, augmented=0)
     run = catalogue.next_run()
@@ -324,4 +326,6 @@ def augment_pending(
                     report.augmented += 1
         if on_progress:
             on_progress(start + len(tasks), len(names))
+    if not report.failures:  # a failed one stays pending: the next run tries it again
+        catalogue.mark_augmented(settings.key, through)
     return report

@@ -13,6 +13,8 @@ SIGKILL loses at most the uncommitted tail, which the next run simply redoes.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
+from azaion_pipeline.lib.dataset.annotations import Checked
 from azaion_pipeline.lib.hashing import sha256_text
 from azaion_pipeline.lib.layout import AzaionLayout
 
@@ -30,6 +35,9 @@ LIST_SUM_MODULUS = 1 << 256
 EXCLUDED = "excluded"
 # meta key: the pHash distance the last ingest grouped splits at (what the check uses).
 NEAR_DISTANCE = "near_duplicate_distance"
+# meta keys: the catalogue run through which splits were assigned / a settings key augmented.
+ASSIGNED_THROUGH = "assigned_through_run"
+AUGMENTED_THROUGH = "augmented_through_run"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,7 +58,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     media_name TEXT,
     accepted_run INTEGER NOT NULL,
     arrived_ns INTEGER NOT NULL,
-    rules TEXT NOT NULL
+    rules TEXT NOT NULL,
+    changed_run INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS annotations_image ON annotations (image_sha256);
 CREATE INDEX IF NOT EXISTS annotations_media ON annotations (media_name);
@@ -61,6 +70,7 @@ CREATE TABLE IF NOT EXISTS splits (
     assigned_run INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS splits_run ON splits (assigned_run);
+CREATE INDEX IF NOT EXISTS splits_split ON splits (split);
 CREATE TABLE IF NOT EXISTS outputs (
     settings_key TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -98,35 +108,19 @@ CREATE TABLE IF NOT EXISTS versions (
 
 
 @dataclass(frozen=True)
-class Accepted:
-    """One annotation as the catalogue holds it."""
+class Accepted(Checked):
+    """One annotation as the catalogue holds it: the checked pair, plus where it came from
+    and when it was accepted."""
 
-    name: str
-    origin: str
-    image: str
-    label: str
-    image_stat: str
-    label_stat: str
-    image_sha256: str
-    label_sha256: str
-    width: int
-    height: int
-    boxes: list
-    phash: int
-    media_name: str | None
+    media_name: str | None = None
     accepted_run: int = 0
-    arrived_ns: int = 0
     rules: str = ""  # the validation rules it passed (new rules validate it again)
-
-    @property
-    def content_hash(self) -> str:
-        """Identity of the annotation's content: changes when its image or label changes."""
-        return sha256_text([self.image_sha256, self.label_sha256])
 
 
 class Newcomer(NamedTuple):
     """An annotation waiting for its split."""
 
+    row: int  # its rowid (what ``perceptual_hashes`` returns beside each hash)
     name: str
     phash: int
     media_name: str | None
@@ -165,6 +159,16 @@ def catalogue_path(layout: AzaionLayout) -> Path:
     return layout.root / "catalogue" / CATALOGUE_FILE
 
 
+def restore_catalogue(snapshot: Path, path: Path) -> None:
+    """Make the snapshot the catalogue at ``path`` (no run may hold it open): its WAL goes
+    with the old file, the snapshot itself stays."""
+    partial = path.with_name(f".{path.name}.restoring")
+    shutil.copyfile(snapshot, partial)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    os.replace(partial, path)
+
+
 class Catalogue:
     """The dataset stage's state. Open one per run; ``with Catalogue(path) as c:`` closes it."""
 
@@ -177,6 +181,14 @@ class Catalogue:
         # OS crash may lose the last ones), at a fraction of FULL's fsyncs.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(annotations)")}
+        if "changed_run" not in columns:  # a catalogue from before: all rows count as run 0
+            self.db.execute(
+                "ALTER TABLE annotations ADD COLUMN changed_run INTEGER NOT NULL DEFAULT 0"
+            )
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS annotations_changed ON annotations (changed_run)"
+        )
 
     @classmethod
     def of(cls, layout: AzaionLayout) -> Catalogue:
@@ -190,6 +202,14 @@ class Catalogue:
 
     def close(self) -> None:
         self.db.close()
+
+    def snapshot(self, target: Path) -> None:
+        """A consistent, compact copy of the whole catalogue at ``target`` (``VACUUM INTO``
+        reads one transaction's view; written beside and renamed, so a file there is whole)."""
+        partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)
+        self.db.execute("VACUUM INTO ?", (str(partial),))
+        os.replace(partial, target)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -210,6 +230,9 @@ class Catalogue:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def current_run(self) -> int:
+        return int(self.get_meta("run", "0"))
+
     def next_run(self) -> int:
         """A new run number: "accepted earlier" and "assigned earlier" compare these."""
         with self.transaction():
@@ -219,12 +242,20 @@ class Catalogue:
 
     # annotations
 
-    def stat_keys(self) -> dict[str, tuple[str, str, str, str, str]]:
-        """name -> (image path, label path, image stat key, label stat key, rules key)."""
-        rows = self.db.execute(
-            "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
-        )
-        return {row[0]: tuple(row[1:]) for row in rows}
+    def stat_keys(
+        self, names: Iterable[str] | None = None
+    ) -> dict[str, tuple[str, str, str, str, str]]:
+        """name -> (image path, label path, image stat key, label stat key, rules key), of
+        every annotation or of those ``names`` the catalogue holds."""
+        query = "SELECT name, image, label, image_stat, label_stat, rules FROM annotations"
+        if names is None:
+            return {row[0]: tuple(row[1:]) for row in self.db.execute(query)}
+        found = {}
+        for name in names:
+            row = self.db.execute(f"{query} WHERE name = ?", (name,)).fetchone()
+            if row:
+                found[name] = tuple(row[1:])
+        return found
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
@@ -249,16 +280,17 @@ class Catalogue:
         self._forget_content(annotation.name)
         self._count_content(annotation.name, annotation.content_hash, annotation.boxes, +1)
         self.db.execute(
-            f"""INSERT INTO annotations ({_ACCEPTED_COLUMNS}, content_hash)
-            VALUES ({", ".join("?" * (_ACCEPTED_COLUMN_COUNT + 1))})
+            f"""INSERT INTO annotations ({_ACCEPTED_COLUMNS}, content_hash, changed_run)
+            VALUES ({", ".join("?" * (_ACCEPTED_COLUMN_COUNT + 2))})
             ON CONFLICT (name) DO UPDATE SET
                 origin = excluded.origin, image = excluded.image, label = excluded.label,
                 image_stat = excluded.image_stat, label_stat = excluded.label_stat,
                 image_sha256 = excluded.image_sha256, label_sha256 = excluded.label_sha256,
                 width = excluded.width, height = excluded.height, boxes = excluded.boxes,
                 phash = excluded.phash, media_name = excluded.media_name,
-                rules = excluded.rules, content_hash = excluded.content_hash""",
-            (*_row(annotation), annotation.content_hash),
+                rules = excluded.rules, content_hash = excluded.content_hash,
+                changed_run = excluded.accepted_run""",
+            (*_row(annotation), annotation.content_hash, annotation.accepted_run),
         )
 
     def remove(self, name: str) -> None:
@@ -318,13 +350,51 @@ class Catalogue:
 
     def unassigned(self) -> list[Newcomer]:
         """Accepted annotations without a split yet, in arrival order (what grouping needs
-        only: a first run at 100k must not hold every box list at once)."""
+        only: a first run at 100k must not hold every box list at once). Only rows changed
+        after the last assignment are looked at (``mark_assigned``)."""
         rows = self.db.execute(
-            """SELECT a.name, a.phash, a.media_name FROM annotations a
-            LEFT JOIN splits s ON s.name = a.name WHERE s.name IS NULL
-            ORDER BY a.arrived_ns, a.name"""
+            """SELECT a.rowid, a.name, a.phash, a.media_name FROM annotations a
+            LEFT JOIN splits s ON s.name = a.name
+            WHERE a.changed_run > ? AND s.name IS NULL
+            ORDER BY a.arrived_ns, a.name""",
+            (self.assigned_through(),),
         )
         return [Newcomer(*row) for row in rows]
+
+    def assigned_through(self) -> int:
+        return int(self.get_meta(ASSIGNED_THROUGH, "-1"))
+
+    def mark_assigned(self, run: int) -> None:
+        """Every annotation changed up to ``run`` has its split (inside the assigning
+        transaction, so a killed run leaves the mark where it was)."""
+        self.set_meta(ASSIGNED_THROUGH, str(run))
+
+    def media_changed(self) -> set[str]:
+        """Media names of the annotations changed since the last assignment."""
+        rows = self.db.execute(
+            """SELECT DISTINCT media_name FROM annotations
+            WHERE changed_run > ? AND media_name IS NOT NULL""",
+            (self.assigned_through(),),
+        )
+        return {media for (media,) in rows}
+
+    def media_members(self, media_name: str) -> list[tuple[str, str]]:
+        """(name, split) of the frames of one media that have a split, first assigned first."""
+        rows = self.db.execute(
+            """SELECT a.name, s.split FROM annotations a JOIN splits s ON s.name = a.name
+            WHERE a.media_name = ? ORDER BY s.assigned_run, a.name""",
+            (media_name,),
+        )
+        return list(rows)
+
+    def exclude(self, name: str, reason: str) -> None:
+        """Take ``name`` out of training for good: out of every list, and never augmented
+        again. The one change a split may take: it leaves, never joins another split."""
+        for key in self.settings_keys():
+            self.remove_outputs(key, name)
+        self.db.execute(
+            "UPDATE splits SET split = ?, reason = ? WHERE name = ?", (EXCLUDED, reason, name)
+        )
 
     def splits_of_media(self, media_name: str) -> set[str]:
         rows = self.db.execute(
@@ -334,18 +404,27 @@ class Catalogue:
         )
         return {split for (split,) in rows}
 
-    def perceptual_hashes(self) -> tuple[list[str], list[int], list[str]]:
-        """Every accepted annotation's name, pHash and split (for near-duplicate search)."""
-        names, hashes, splits = [], [], []
-        rows = self.db.execute(
-            """SELECT a.name, a.phash, COALESCE(s.split, '') FROM annotations a
-            LEFT JOIN splits s ON s.name = a.name"""
+    def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every accepted annotation's rowid and pHash, as arrays: near-duplicate search
+        needs only these; names and splits are looked up for the few matches."""
+        table = np.fromiter(
+            self.db.execute("SELECT rowid, phash FROM annotations"),
+            dtype=[("row", np.int64), ("phash", np.int64)],
         )
-        for name, phash, split in rows:
-            names.append(name)
-            hashes.append(phash)
-            splits.append(split)
-        return names, hashes, splits
+        return table["row"], table["phash"]
+
+    def names_and_splits(self, rows: Iterable[int]) -> list[tuple[str, str]]:
+        """(name, split or "") of the annotations with these rowids."""
+        found = []
+        for row in rows:
+            found.extend(
+                self.db.execute(
+                    """SELECT a.name, COALESCE(s.split, '') FROM annotations a
+                    LEFT JOIN splits s ON s.name = a.name WHERE a.rowid = ?""",
+                    (int(row),),
+                )
+            )
+        return found
 
     def excluded(self) -> dict[str, str]:
         """Accepted annotations left out of training, with why."""
@@ -355,6 +434,15 @@ class Catalogue:
             (EXCLUDED,),
         )
         return dict(rows)
+
+    def assigned_hashes_since(self, run: int) -> list[tuple[int, str, int, str]]:
+        """(rowid, name, pHash, split) of the annotations assigned a split after ``run``."""
+        rows = self.db.execute(
+            """SELECT a.rowid, a.name, a.phash, s.split FROM splits s
+            JOIN annotations a ON a.name = s.name WHERE s.assigned_run > ?""",
+            (run,),
+        )
+        return list(rows)
 
     def assigned_since(self, run: int) -> list[str]:
         rows = self.db.execute(
@@ -373,16 +461,22 @@ class Catalogue:
 
     def pending(self, settings_key: str) -> list[str]:
         """Names (with a split other than excluded) whose outputs for ``settings_key`` are
-        missing or from older content."""
+        missing or from older content, among those changed since ``mark_augmented``."""
         rows = self.db.execute(
             """SELECT a.name FROM annotations a
             JOIN splits s ON s.name = a.name AND s.split != ?
             LEFT JOIN outputs o ON o.settings_key = ? AND o.source = a.name AND o.variant = 0
-            WHERE o.content_hash IS NULL OR o.content_hash != a.content_hash
+            WHERE a.changed_run > ?
+                AND (o.content_hash IS NULL OR o.content_hash != a.content_hash)
             ORDER BY a.name""",
-            (EXCLUDED, settings_key),
+            (EXCLUDED, settings_key, int(self.get_meta(_augmented_key(settings_key), "-1"))),
         )
         return [name for (name,) in rows]
+
+    def mark_augmented(self, settings_key: str, run: int) -> None:
+        """Every annotation changed up to ``run`` has current outputs for ``settings_key``."""
+        with self.transaction():
+            self.set_meta(_augmented_key(settings_key), str(run))
 
     def add_outputs(self, settings_key: str, outputs: list[Output], run: int) -> None:
         """Record one annotation's outputs, replacing any older ones, and update the sums."""
@@ -444,16 +538,24 @@ class Catalogue:
 
     def split_entries(self, settings_key: str, split: str) -> Iterator[Output]:
         """The outputs in ``split``'s list, by image file name (streamed)."""
+        columns = "o.source, o.variant, o.content_hash, o.image, o.label, o.image_size, "
+        columns += "o.width, o.height, o.label_text"
+        for row in self._in_list(columns, settings_key, split):
+            yield Output(*row)
+
+    def list_entries(self, settings_key: str, split: str) -> Iterator[tuple[str, str]]:
+        """(image file, label text) of each file in ``split``'s list, by image file name:
+        what a new version streams once (two columns cost a third of all of them)."""
+        yield from self._in_list("o.image, o.label_text", settings_key, split)
+
+    def _in_list(self, columns: str, settings_key: str, split: str) -> sqlite3.Cursor:
         variant_filter = "" if split == "train" else "AND o.variant = 0"
-        rows = self.db.execute(
-            f"""SELECT o.source, o.variant, o.content_hash, o.image, o.label, o.image_size,
-                o.width, o.height, o.label_text
+        return self.db.execute(
+            f"""SELECT {columns}
             FROM outputs o JOIN splits s ON s.name = o.source AND s.split = ?
             WHERE o.settings_key = ? {variant_filter} ORDER BY o.image""",
             (split, settings_key),
         )
-        for row in rows:
-            yield Output(*row)
 
     def labels_since(self, run: int) -> Iterator[tuple[str, str]]:
         """(label file, text) of every output written after ``run``."""
@@ -507,8 +609,13 @@ class Catalogue:
         self.db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
 
     def forget_outputs_of(self, settings_key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (_augmented_key(settings_key),))
         self.db.execute("DELETE FROM outputs WHERE settings_key = ?", (settings_key,))
         self.db.execute("DELETE FROM list_sums WHERE settings_key = ?", (settings_key,))
+
+
+def _augmented_key(settings_key: str) -> str:
+    return f"{AUGMENTED_THROUGH}:{settings_key}"
 
 
 _VERSION_COLUMNS = ("id", "name", "settings_key", "created_at", "train", "valid", "test")

@@ -30,10 +30,6 @@ class CheckOutcome:
         return self.problems == 0
 
 
-def _current_run(catalogue: Catalogue) -> int:
-    return int(catalogue.get_meta("run", "0"))
-
-
 def _advance(catalogue: Catalogue, mark: str, outcome: CheckOutcome, run: int) -> CheckOutcome:
     if outcome.passed:
         with catalogue.transaction():
@@ -44,7 +40,7 @@ def _advance(catalogue: Catalogue, mark: str, outcome: CheckOutcome, run: int) -
 def labels_in_range(catalogue: Catalogue) -> CheckOutcome:
     """Every output label written since the last pass has class ids < 80 and coordinates
     in [0, 1] (read from the catalogue, which holds each label's text)."""
-    run, since = _current_run(catalogue), int(catalogue.get_meta(LABELS_MARK, "0"))
+    run, since = catalogue.current_run(), int(catalogue.get_meta(LABELS_MARK, "0"))
     checked, examples, problems = 0, [], 0
     for label, text in catalogue.labels_since(since):
         checked += 1
@@ -61,7 +57,7 @@ def no_near_twins_across_splits(catalogue: Catalogue, max_distance: int) -> Chec
     """Zero near-duplicate pairs between train and valid/test, among new assignments.
 
     A change of ``max_distance`` starts over from the beginning."""
-    run = _current_run(catalogue)
+    run = catalogue.current_run()
     mark = f"{TWINS_MARK}:{max_distance}"
     since = int(catalogue.get_meta(mark, "0"))
     count, examples = cross_split_twins(catalogue, since, max_distance)

@@ -1,6 +1,10 @@
 """One ingest run: bring the catalogue up to date with data/ (and data-seed/) by delta.
 
-1. List the folders (names only; symlinks and dot-files are seen from the listing).
+1. Find the names to look at. A root the stream feeds: the names in the batches sealed since
+   the last run (``batches/index`` read from the position the catalogue keeps), so a run
+   costs the batch, whatever the root holds. A folder-fed root, a first run, or once every
+   ``rescan`` (out-of-band edits): list the folders (symlinks and dot-files are seen from
+   the listing).
 2. Compare each pair's stat keys with the catalogue's: unchanged pairs cost one stat each.
 3. Validate only new and changed pairs, on threads (decoding and hashing release the GIL).
 4. Resolve duplicates in favour of what is trusted and first, quarantine what fails.
@@ -13,12 +17,14 @@ the next run redoes only what was not committed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 from azaion_pipeline.lib.dataset.annotations import (
+    IMAGE_SUFFIXES,
     LABEL_SUFFIX,
     Candidate,
     Checked,
@@ -30,15 +36,27 @@ from azaion_pipeline.lib.dataset.annotations import (
 )
 from azaion_pipeline.lib.dataset.catalogue import NEAR_DISTANCE, Accepted, Catalogue
 from azaion_pipeline.lib.dataset.near_duplicates import DEFAULT_MAX_DISTANCE
-from azaion_pipeline.lib.dataset.provenance import read_media_name
+from azaion_pipeline.lib.dataset.provenance import read_image_extension, read_media_name
 from azaion_pipeline.lib.dataset.quarantine import quarantine
-from azaion_pipeline.lib.dataset.split import SplitReport, SplitShares, assign_splits
+from azaion_pipeline.lib.dataset.split import (
+    SplitReport,
+    SplitShares,
+    assign_splits,
+    settle_media,
+)
+from azaion_pipeline.lib.intake.batches import BatchLog
 from azaion_pipeline.lib.layout import IMAGES, LABELS, AzaionLayout
 from azaion_pipeline.lib.parallel import map_in_threads
 from azaion_pipeline.lib.records import Record
 
 DATA, SEED = "data", "data-seed"
 COMMIT_EVERY = 500
+DEFAULT_RESCAN = timedelta(hours=24)
+# meta keys: how far batches/index was applied (bytes), when the folders were last listed.
+BATCHES_READ = "batches_read"
+LISTED_AT = "listed_at"
+# meta key: the rules and folders of the last listing; other ones must see every pair again.
+LISTED_SCOPE = "listed_scope"
 
 
 class AnnotationSet(Record):
@@ -51,6 +69,7 @@ class AnnotationSet(Record):
     updated_now: int
     removed_now: int
     validated_now: int
+    listed: bool  # the folders were listed (else only the names sealed batches named)
     quarantined: int
     duplicates: int
     quarantined_by_reason: dict[str, int]
@@ -67,6 +86,7 @@ class IngestReport:
     run: int
     total: int  # accepted annotations after this run
     validated_now: int
+    listed: bool  # the folders were listed (else only what sealed batches named)
     accepted: list[str] = field(default_factory=list)  # new names
     updated: list[str] = field(default_factory=list)  # known names, new content
     removed: list[str] = field(default_factory=list)
@@ -123,19 +143,76 @@ def list_candidates(folder: Path, origin: str) -> tuple[dict[str, Candidate], li
             )
             continue
         by_name.setdefault(stem, Candidate(stem, origin)).label = entry.path
-    for candidate in by_name.values():
-        for extra in candidate.conflicts:
-            rejections.append(
-                Rejection(
-                    candidate.name,
-                    Reason.NAME_CONFLICT,
-                    f"{os.path.basename(extra)} shares its name with "
-                    f"{os.path.basename(candidate.image)}",
-                    [Path(extra)],
-                    origin,
-                )
-            )
-    return by_name, rejections
+    return by_name, rejections + _conflicts(by_name.values())
+
+
+def named_candidates(
+    folder: Path, origin: str, names: Iterable[str]
+) -> tuple[dict[str, Candidate], list[Rejection]]:
+    """``list_candidates`` for these names only, found by probing their paths: what a
+    sealed batch named costs a few stats each, however many pairs the folder holds."""
+    by_name: dict[str, Candidate] = {}
+    for name in names:
+        if not name or name in (".", "..") or os.sep in name:
+            continue  # never a file in the folder: a probe would look outside it
+        candidate = Candidate(name, origin)
+        extension = read_image_extension(folder, name)
+        for suffix in dict.fromkeys([*IMAGE_SUFFIXES, *([f".{extension}"] if extension else [])]):
+            path = os.path.join(folder, IMAGES, name + suffix)
+            if os.path.lexists(path):
+                if candidate.image is None:
+                    candidate.image = path
+                else:
+                    candidate.conflicts.append(path)
+        label = os.path.join(folder, LABELS, name + LABEL_SUFFIX)
+        if os.path.lexists(label):
+            candidate.label = label
+        if candidate.image or candidate.label:
+            by_name[name] = candidate
+    return by_name, _conflicts(by_name.values())
+
+
+def _conflicts(candidates: Iterable[Candidate]) -> list[Rejection]:
+    return [
+        Rejection(
+            candidate.name,
+            Reason.NAME_CONFLICT,
+            f"{os.path.basename(extra)} shares its name with {os.path.basename(candidate.image)}",
+            [Path(extra)],
+            candidate.origin,
+        )
+        for candidate in candidates
+        for extra in candidate.conflicts
+    ]
+
+
+def _batched_names(
+    catalogue: Catalogue, batches: BatchLog, scope: str, rescan: timedelta, now: datetime
+) -> tuple[list[str] | None, int]:
+    """The names the batches sealed since the last run named, and the index position after
+    them; None for names when this run must list the folders instead."""
+    read = int(catalogue.get_meta(BATCHES_READ, "-1"))
+    listed_at = catalogue.get_meta(LISTED_AT)
+    try:
+        index_bytes = batches.index.stat().st_size
+    except FileNotFoundError:
+        return None, 0  # a folder-fed root
+    must_list = (
+        not 0 <= read <= index_bytes  # never read, or the index was replaced
+        or listed_at is None
+        or catalogue.get_meta(LISTED_SCOPE) != scope
+        or now - datetime.fromisoformat(listed_at) >= rescan
+    )
+    ids, position = batches.sealed_since(0 if must_list else read)
+    if must_list:
+        return None, position
+    names: dict[str, None] = {}
+    try:
+        for batch_id in ids:
+            names.update(dict.fromkeys(batches.names(batch_id)))
+    except FileNotFoundError:  # sealed by a consumer that did not name its annotations yet
+        return None, position
+    return list(names), position
 
 
 def _unchanged(candidate: Candidate, known: tuple | None, rules_key: str) -> bool:
@@ -168,13 +245,24 @@ def ingest(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     workers: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
+    rescan: timedelta = DEFAULT_RESCAN,
 ) -> IngestReport:
     run = catalogue.next_run()
     folders = {DATA: layout.data, **({SEED: layout.data_seed} if include_seed else {})}
     candidates: dict[str, Candidate] = {}
     rejected: list[Rejection] = []
-    listed = {origin: list_candidates(folder, origin) for origin, folder in folders.items()}
-    known = catalogue.stat_keys()
+    now = datetime.now(UTC)
+    # New rules or another set of folders than the last listing's: every pair is looked
+    # at again, by a listing. The index position is taken before the folders are looked
+    # at: a batch sealed while this run lists is applied again next run, never skipped.
+    scope = f"{rules.key}:{','.join(folders)}"
+    names, batches_read = _batched_names(catalogue, BatchLog(layout), scope, rescan, now)
+    if names is None:
+        listed = {origin: list_candidates(folder, origin) for origin, folder in folders.items()}
+        known = catalogue.stat_keys()
+    else:
+        listed = {o: named_candidates(f, o, names) for o, f in folders.items()}
+        known = catalogue.stat_keys(names)
     seed_prefix = str(layout.data_seed) + os.sep
     known_origin = {name: _origin_of(image, seed_prefix) for name, (image, *_) in known.items()}
     for origin in folders:
@@ -203,7 +291,9 @@ def ingest(
     rules_key = rules.key
     todo = [c for name, c in candidates.items() if not _unchanged(c, known.get(name), rules_key)]
     gone = sorted(known.keys() - candidates.keys())
-    report = IngestReport(run=run, total=0, validated_now=len(todo), removed=gone)
+    report = IngestReport(
+        run=run, total=0, validated_now=len(todo), listed=names is None, removed=gone
+    )
     with catalogue.transaction():
         for name in gone:
             catalogue.remove(name)
@@ -236,7 +326,13 @@ def ingest(
         report.splits = assign_splits(
             catalogue, catalogue.unassigned(), shares or SplitShares(), max_distance, run
         )
+        report.splits.excluded |= settle_media(catalogue, catalogue.media_changed())
+        catalogue.mark_assigned(run)
         catalogue.set_meta(NEAR_DISTANCE, str(max_distance))
+        catalogue.set_meta(BATCHES_READ, str(batches_read))
+        if names is None:
+            catalogue.set_meta(LISTED_AT, now.isoformat())
+            catalogue.set_meta(LISTED_SCOPE, scope)
     report.total = catalogue.count()
     return report
 
@@ -286,21 +382,9 @@ def _resolve(
 
 def _accept(item: Checked, run: int, folder: Path, rules_key: str) -> Accepted:
     return Accepted(
-        name=item.name,
-        origin=item.origin,
-        image=item.image,
-        label=item.label,
-        image_stat=item.image_stat,
-        label_stat=item.label_stat,
-        image_sha256=item.image_sha256,
-        label_sha256=item.label_sha256,
-        width=item.width,
-        height=item.height,
-        boxes=item.boxes,
-        phash=item.phash,
+        **vars(item),
         media_name=read_media_name(folder, item.name),
         accepted_run=run,
-        arrived_ns=item.arrived_ns,
         rules=rules_key,
     )
 

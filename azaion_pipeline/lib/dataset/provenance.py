@@ -17,11 +17,20 @@ def provenance_path(folder: Path, name: str) -> Path:
     return folder / PROVENANCE / f"{name}.json"
 
 
-def read_media_name(folder: Path, name: str) -> str | None:
-    """The media (video or photo) ``name`` was taken from, or None when unknown/unreadable."""
+def _field(folder: Path, name: str, key: str) -> str | None:
     try:
         record = json.loads(provenance_path(folder, name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    media = record.get("originalMediaName") if isinstance(record, dict) else None
-    return media if isinstance(media, str) and media else None
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def read_media_name(folder: Path, name: str) -> str | None:
+    """The media (video or photo) ``name`` was taken from, or None when unknown/unreadable."""
+    return _field(folder, name, "originalMediaName")
+
+
+def read_image_extension(folder: Path, name: str) -> str | None:
+    """The extension the intake wrote ``name``'s image with (``jpg``), when it wrote one."""
+    return _field(folder, name, "imageExtension")

@@ -5,6 +5,12 @@ champion, published releases: ``protected``). Removed: other version folders, st
 that neither a kept version lists nor the catalogue holds now (outputs of deleted or
 edited annotations), and whole store folders of augmentation settings nothing uses.
 Sources in data/ are never touched.
+
+Catalogue snapshots are taken here (a whole copy is O(total): once per retention run, not
+per ingest) under ``catalogue/snapshots/catalogue-{UTC time}.sqlite``. Kept: the newest
+``keep_snapshots``, and for each kept version the first snapshot taken after it was
+created (the catalogue as it was while that version was current, e.g. to rebuild its
+label caches after its annotations left).
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from azaion_pipeline.lib.dataset.catalogue import Catalogue
+from azaion_pipeline.lib.dataset.catalogue import Catalogue, catalogue_path
 from azaion_pipeline.lib.dataset.versions import read_list, version_label
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS, AzaionLayout
 
 STORE_PREFIX = "aug-"
+SNAPSHOTS = "snapshots"
+SNAPSHOT_TIME = "%Y%m%dT%H%M%S.%fZ"
+DEFAULT_KEEP_SNAPSHOTS = 7
 
 
 @dataclass
@@ -27,7 +37,32 @@ class RetentionReport:
     removed_versions: list[str] = field(default_factory=list)
     removed_settings: list[str] = field(default_factory=list)
     removed_files: int = 0
+    snapshot: Path | None = None  # taken by this run
+    removed_snapshots: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+
+
+def snapshot_dir(layout: AzaionLayout) -> Path:
+    return catalogue_path(layout).parent / SNAPSHOTS
+
+
+def _snapshot_time(path: Path) -> datetime:
+    stamp = path.stem.removeprefix("catalogue-")
+    return datetime.strptime(stamp, SNAPSHOT_TIME).replace(tzinfo=UTC)
+
+
+def snapshots(layout: AzaionLayout) -> list[Path]:
+    """The catalogue's snapshots, newest first."""
+    folder = snapshot_dir(layout)
+    found = folder.glob("catalogue-*.sqlite") if folder.is_dir() else []
+    return sorted(found, key=_snapshot_time, reverse=True)
+
+
+def take_snapshot(catalogue: Catalogue, layout: AzaionLayout) -> Path:
+    target = snapshot_dir(layout) / f"catalogue-{datetime.now(UTC):{SNAPSHOT_TIME}}.sqlite"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    catalogue.snapshot(target)
+    return target
 
 
 def _tree_bytes(path: Path) -> int:
@@ -56,10 +91,11 @@ def apply_retention(
     keep_last: int,
     protected: set[str],
     current_settings_key: str | None = None,
+    keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
 ) -> RetentionReport:
     """Remove what nothing kept references; ``protected`` holds dataset versions of kept
-    models (``version_label`` form or folder names)."""
-    report = RetentionReport()
+    models (``version_label`` form or folder names). Takes a catalogue snapshot first."""
+    report = RetentionReport(snapshot=take_snapshot(catalogue, layout))
     versions = catalogue.versions()
     kept = [
         v
@@ -95,8 +131,26 @@ def apply_retention(
             with catalogue.transaction():
                 catalogue.forget_outputs_of(key)
             report.removed_settings.append(key)
+    _prune_snapshots(layout, kept, keep_snapshots, report)
     catalogue.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return report
+
+
+def _prune_snapshots(
+    layout: AzaionLayout, kept: list[dict], keep: int, report: RetentionReport
+) -> None:
+    """Delete snapshots that are neither among the newest ``keep`` nor a kept version's."""
+    taken = snapshots(layout)
+    wanted = set(taken[:keep])
+    oldest_first = taken[::-1]
+    for version in kept:
+        created = datetime.fromisoformat(version["created_at"])
+        wanted.update(next(([p] for p in oldest_first if _snapshot_time(p) >= created), []))
+    for path in taken:
+        if path not in wanted:
+            report.bytes_freed += path.stat().st_size
+            path.unlink()
+            report.removed_snapshots.append(path.name)
 
 
 def _sweep_store(catalogue, layout, store: Path, key: str, kept: list[dict], report) -> None:

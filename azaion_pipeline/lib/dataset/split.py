@@ -7,12 +7,17 @@
 - A split, once assigned, is stored in the catalogue and never changes. A newcomer that is a
   near-twin of images already in two different splits is left out of training (split
   ``excluded``, with the names in its reason); nobody is moved.
+- Provenance that arrives after a frame got its split (the frame came first without it) can
+  reveal one video across two splits. Nobody moves then either: the frames outside the
+  split its first-assigned frame has are left out of training (``settle_media``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Catalogue, Newcomer
 from azaion_pipeline.lib.dataset.near_duplicates import neighbours
@@ -59,17 +64,17 @@ def assign_splits(
     todo = [a for a in newcomers if catalogue.split_of(a.name) is None]
     if not todo:
         return report
-    names, hashes, splits = catalogue.perceptual_hashes()
-    index = {name: i for i, name in enumerate(names)}
+    rows, hashes = catalogue.perceptual_hashes()
     near = neighbours([a.phash for a in todo], hashes, max_distance)
     for annotation, twins in zip(todo, near, strict=True):
         reasons: dict[str, set[str]] = {}
         if annotation.media_name:
             for split in catalogue.splits_of_media(annotation.media_name):
                 reasons.setdefault(split, set()).add(f"media {annotation.media_name}")
-        for i in twins:
-            if names[i] != annotation.name and splits[i] in SPLITS:
-                reasons.setdefault(splits[i], set()).add(names[i])
+        # Read from the catalogue, so newcomers assigned earlier in this loop count too.
+        for name, split in catalogue.names_and_splits(_others(rows[twins], annotation.row)):
+            if split in SPLITS:
+                reasons.setdefault(split, set()).add(name)
         reasons.pop(EXCLUDED, None)
         if len(reasons) > 1:
             split = EXCLUDED
@@ -84,9 +89,29 @@ def assign_splits(
             split = split_of(annotation.media_name or annotation.name, shares)
             reason = "hash of " + ("media name" if annotation.media_name else "name")
         catalogue.assign_split(annotation.name, split, reason, run)
-        splits[index[annotation.name]] = split
         report.assigned[annotation.name] = split
     return report
+
+
+def settle_media(catalogue: Catalogue, media_names: set[str]) -> dict[str, str]:
+    """Exclude frames that sit outside their media's first split; name -> why."""
+    excluded = {}
+    for media in sorted(media_names):
+        members = [
+            (name, split) for name, split in catalogue.media_members(media) if split in SPLITS
+        ]
+        if len({split for _, split in members}) < 2:
+            continue
+        first = members[0][1]
+        for name, split in members:
+            if split != first:
+                reason = (
+                    f"frame of media {media}, whose frames are in {first} (its provenance "
+                    f"came after its split, {split}, was given)"
+                )
+                catalogue.exclude(name, reason)
+                excluded[name] = reason
+    return excluded
 
 
 def cross_split_twins(
@@ -97,20 +122,24 @@ def cross_split_twins(
     Only pairs involving an annotation assigned after ``since_run`` are searched: older
     pairs were checked when they were new, and nobody moves. Returns (count, examples).
     """
-    recent = set(catalogue.assigned_since(since_run))
+    recent = [r for r in catalogue.assigned_hashes_since(since_run) if r[3] in SPLITS]
     if not recent:
         return 0, []
-    names, hashes, splits = catalogue.perceptual_hashes()
-    rows = [i for i, name in enumerate(names) if name in recent and splits[i] in SPLITS]
+    recent_names = {name for _, name, _, _ in recent}
+    rows, hashes = catalogue.perceptual_hashes()
     count, examples = 0, []
-    near = neighbours([hashes[i] for i in rows], hashes, max_distance)
-    for i, twins in zip(rows, near, strict=True):
-        for j in twins:
-            if (splits[i] == "train") == (splits[j] == "train") or splits[j] not in SPLITS:
+    near = neighbours([phash for _, _, phash, _ in recent], hashes, max_distance)
+    for (row, name, _, split), twins in zip(recent, near, strict=True):
+        for other, other_split in catalogue.names_and_splits(_others(rows[twins], row)):
+            if (split == "train") == (other_split == "train") or other_split not in SPLITS:
                 continue
-            if names[j] in recent and names[j] < names[i]:
+            if other in recent_names and other < name:
                 continue  # a pair of two recent ones is met from both sides: count it once
             count += 1
             if len(examples) < limit:
-                examples.append((names[i], names[int(j)]))
+                examples.append((name, other))
     return count, examples
+
+
+def _others(rows: np.ndarray, own: int) -> np.ndarray:
+    return rows[rows != own]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,17 +113,24 @@ def build_version(
     partial = directory.with_name(f".{name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)  # our own leftover from a killed build
     partial.mkdir(parents=True)
+
+    def write_list(split: str) -> Iterator[str]:
+        """Write ``{split}.txt`` as its rows stream by, yielding each row's label text."""
+        with open(partial / f"{split}.txt", "w", encoding="utf-8") as listing:
+            for image, label_text in catalogue.list_entries(settings_key, split):
+                listing.write(list_line(split, image) + "\n")
+                yield label_text
+
     for split in SPLITS:
         (partial / split).mkdir()
         for sub in (IMAGES, LABELS):
             (partial / split / sub).symlink_to(os.path.relpath(store / sub, directory / split))
-        with open(partial / f"{split}.txt", "w", encoding="utf-8") as listing:
-            for output in catalogue.split_entries(settings_key, split):
-                listing.write(list_line(split, output.image) + "\n")
+        if split == "train":
+            # What the evaluator slices test results by, from the same pass over the rows.
+            record_size_buckets(partial, write_list(split))
+        else:
+            deque(write_list(split), maxlen=0)
     (partial / DATA_YAML).write_text(data_yaml_text(model_names, catalogue.path, settings_key))
-    # What the evaluator slices test results by, from the label texts the catalogue holds.
-    train_labels = (o.label_text for o in catalogue.split_entries(settings_key, "train"))
-    record_size_buckets(partial, train_labels)
     if directory.exists():  # a killed run renamed it but did not record it
         shutil.rmtree(directory)
     os.replace(partial, directory)

@@ -1,16 +1,19 @@
 """Sealed batches: what the consumer made durable, one small manifest each, plus an index.
 
-The consumer seals a batch once its files are flushed: it writes ``batches/{id}.json`` and then
-appends ``{id}`` to ``batches/index`` (both fsynced), and only after that stores the stream
-offset. A sensor reads the index from a byte position (its cursor), so a look costs what is
+The consumer seals a batch once its files are flushed: it writes ``batches/{id}.names.json``
+(the annotation names the batch's messages named: what the dataset stage reads instead of
+listing the folders) and ``batches/{id}.json`` (counts only), then appends ``{id}`` to
+``batches/index`` (all fsynced), and only after that stores the stream offset. A sensor reads the index from a byte position (its cursor), so a look costs what is
 new, however many batches exist. A replay after a crash may seal an overlapping batch again;
 its messages then count as ``skipped`` and its run is as harmless as a repeated one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +61,9 @@ class BatchTally:
     by_status: Counter = field(default_factory=Counter)
     by_role: Counter = field(default_factory=Counter)
     by_source: Counter = field(default_factory=Counter)
+    # Every annotation a message named, applied or skipped as a replay (a replay's first
+    # application may never have been sealed); ordered, each once.
+    names: dict[str, None] = field(default_factory=dict)
 
     @property
     def consumed(self) -> int:
@@ -73,6 +79,10 @@ class BatchTally:
         self.effects[effect] += 1
         if dead_lettered and effect is not Effect.DEAD_LETTERED:
             self.effects[Effect.DEAD_LETTERED] += 1  # a bulk message partly applied
+        if isinstance(message, AnnotationMessage):
+            self.names[message.name] = None
+        elif message is not None:
+            self.names.update(dict.fromkeys(message.names))
         if message is not None:
             self.by_status[message.status.name.lower()] += 1
         if isinstance(message, AnnotationMessage) and effect is Effect.WRITTEN:
@@ -133,12 +143,20 @@ class BatchLog:
             if len(whole) != len(data):
                 os.truncate(self.index, len(whole))
 
-    def seal(self, manifest: BatchManifest) -> None:
+    def seal(self, manifest: BatchManifest, names: Iterable[str]) -> None:
+        _write_durably(self.names_path(manifest.batch_id), json.dumps(list(names)).encode())
         _write_durably(self.manifest_path(manifest.batch_id), manifest.model_dump_json().encode())
         _write_durably(self.index, f"{manifest.batch_id}\n".encode(), append=True)
 
     def manifest_path(self, batch_id: str) -> Path:
         return self.folder / f"{batch_id}.json"
+
+    def names_path(self, batch_id: str) -> Path:
+        return self.folder / f"{batch_id}.names.json"
+
+    def names(self, batch_id: str) -> list[str]:
+        """The annotation names a sealed batch's messages named."""
+        return json.loads(self.names_path(batch_id).read_text())
 
     def load(self, batch_id: str) -> BatchManifest:
         return BatchManifest.model_validate_json(self.manifest_path(batch_id).read_text())

@@ -388,7 +388,7 @@ class IntakeConsumer:
             except OSError as exc:
                 raise NotDurable(f"flushing batch {flushing.tally.first_offset}..: {exc}") from exc
             manifest = flushing.tally.manifest(self.stream.queue_name, self.settings.consumer_name)
-            await asyncio.to_thread(self.batches.seal, manifest)
+            await asyncio.to_thread(self.batches.seal, manifest, flushing.tally.names)
             self._flushing = None
             self._unstored_offset = manifest.last_offset
             self.report.batches += 1
