@@ -10,10 +10,15 @@ import yaml
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.versions import YAML_KEYS, DatasetVersion, read_list
 from azaion_pipeline.lib.dataset_store import (
+    PACK_BYTES,
     DatasetStore,
+    ManifestEntry,
     NodeCache,
+    Pack,
     StoreError,
     VersionManifest,
+    plan_packs,
+    plan_runs,
     version_manifest,
 )
 from azaion_pipeline.lib.hashing import sha256_file
@@ -120,8 +125,15 @@ def test_a_grown_version_transfers_only_the_new_objects(tmp_path, host, dataset_
     assert new_objects
     _, pushed = push(dataset_store, grown_version)
     assert pushed.transferred == len(new_objects)
+    # The grown version shares the first one's pack and adds one holding exactly the new objects.
+    first_packs = dataset_store.load_manifest(first_version.version).packs
+    grown_packs = dataset_store.load_manifest(grown_version.version).packs
+    assert grown_packs[: len(first_packs)] == first_packs
+    [new_pack] = grown_packs[len(first_packs) :]
+    assert set(new_pack.offsets) == new_objects
     _, pulled = dataset_store.pull_version(grown_version.version, cache)
     assert pulled.transferred == len(new_objects)
+    assert pulled.requests == 1
     assert pulled.objects == len(object_hashes(grown_version)) == first.objects + len(new_objects)
 
 
@@ -137,14 +149,28 @@ def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, host
 def test_an_object_with_wrong_bytes_is_refused_and_never_cached(tmp_path, host, dataset_store):
     host.add_samples(3, seed=5)
     dataset = host.version()
-    manifest, _ = push(dataset_store, dataset)
-    victim = manifest.entries[0].image_sha256
-    dataset_store.put_bytes(dataset_store.object_key(victim), b"tampered")
+    push(dataset_store, dataset)
+    [pack] = dataset_store.load_manifest(dataset.version).packs
+    data = bytearray(dataset_store.get_bytes(dataset_store.pack_key(pack.sha256)))
+    victim, offset = min(pack.offsets.items(), key=lambda item: item[1])
+    data[offset] ^= 0xFF  # one flipped byte, same length: only the hash can tell
+    dataset_store.put_bytes(dataset_store.pack_key(pack.sha256), bytes(data))
     cache = NodeCache(tmp_path / "node")
     with pytest.raises(StoreError, match=victim):
         dataset_store.pull_version(dataset.version, cache)
     assert not cache.has(victim)
     assert not list(cache.object_path(victim).parent.glob(".*.tmp"))
+
+
+def test_a_truncated_pack_is_refused(tmp_path, host, dataset_store):
+    host.add_samples(3, seed=9)
+    dataset = host.version()
+    push(dataset_store, dataset)
+    [pack] = dataset_store.load_manifest(dataset.version).packs
+    key = dataset_store.pack_key(pack.sha256)
+    dataset_store.put_bytes(key, dataset_store.get_bytes(key)[: pack.size // 2])
+    with pytest.raises(StoreError, match="shorter than its manifest"):
+        dataset_store.pull_version(dataset.version, NodeCache(tmp_path / "node"))
 
 
 def test_a_manifest_cannot_point_the_node_outside_its_cache(host):
@@ -212,3 +238,80 @@ def test_a_shared_version_is_localised_on_a_worker_without_the_root(tmp_path, ho
     assert local.data_yaml.is_relative_to(worker_cache.root)
     cached = {p.parent.name for p in local.directory.glob("*/labels.cache")}
     assert cached == {split for split, images in dataset.images.items() if images}
+
+
+MIB = 2**20
+
+
+def planned_manifest(packs: list[dict[str, int]], sizes: dict[str, int]) -> VersionManifest:
+    """A manifest whose objects ``sizes`` sit in ``packs`` (sha256 -> offset each)."""
+    sha = {name: f"{ord(name):064x}" for name in sizes}
+    entries = [
+        ManifestEntry(
+            split="train",
+            name=f"{image}.jpg",
+            image_sha256=sha[image],
+            image_size=sizes[image],
+            label_sha256=sha[label],
+            label_size=sizes[label],
+            width=1,
+            height=1,
+        )
+        for image, label in zip(sorted(sizes)[::2], sorted(sizes)[1::2], strict=True)
+    ]
+    return VersionManifest(
+        version="v",
+        names={0: "a"},
+        entries=tuple(entries),
+        packs=tuple(
+            Pack(sha256=f"{n:064x}", size=0, offsets={sha[k]: o for k, o in offsets.items()})
+            for n, offsets in enumerate(packs)
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        ("abcd", [(0, 0, 4 * MIB - 2)]),  # adjacent, under RANGE_BYTES: one GET
+        ("ad", [(0, 0, 4 * MIB - 2)]),  # b and c are held but only 2 bytes: read across them
+        ("bc", [(0, MIB, MIB + 2)]),
+        ("", []),
+    ],
+)
+def test_missing_objects_are_fetched_in_few_ranged_gets(missing, expected):
+    sizes = {"a": MIB, "b": 1, "c": 1, "d": 3 * MIB - 4}
+    offsets = {"a": 0, "b": MIB, "c": MIB + 1, "d": MIB + 2}
+    manifest = planned_manifest([offsets], sizes)
+    shas = {f"{ord(k):064x}" for k in missing}
+    runs = plan_runs(manifest, shas)
+    assert [(0, r.start, r.end) for r in runs] == expected
+    assert {m[0] for r in runs for m in r.members} == shas
+
+
+def test_a_gap_or_a_long_run_starts_a_new_get_and_each_object_comes_once():
+    sizes = {"a": MIB, "b": MIB, "c": 4 * MIB - 1, "d": 2}
+    offsets = {"a": 0, "b": MIB, "c": 2 * MIB, "d": 6 * MIB - 1}
+    # d is in both packs: it comes from the first only
+    manifest = planned_manifest([offsets, {"d": 0}], sizes)
+    runs = plan_runs(manifest, {f"{ord(k):064x}" for k in "acd"})
+    # a, then c (b between them is a 1 MiB gap, over GAP_BYTES), c + d exceed RANGE_BYTES
+    assert [(r.start, r.end) for r in runs] == [
+        (0, MIB),
+        (2 * MIB, 6 * MIB - 1),
+        (6 * MIB - 1, 6 * MIB + 1),
+    ]
+    assert {r.pack for r in runs} == {f"{0:064x}"}
+
+
+def test_an_object_in_no_pack_is_an_error():
+    manifest = planned_manifest([{"a": 0}], {"a": 1, "b": 1})
+    with pytest.raises(StoreError, match="1 objects are in none of its packs"):
+        plan_runs(manifest, {f"{ord('b'):064x}"})
+
+
+def test_packs_stay_under_the_limit_and_a_large_object_goes_alone():
+    sizes = {"1" * 64: PACK_BYTES - 10, "2" * 64: 20, "3" * 64: PACK_BYTES + 5, "4" * 64: 5}
+    assert plan_packs(sizes) == [["1" * 64], ["2" * 64], ["3" * 64], ["4" * 64]]
+    assert plan_packs({"1" * 64: 5, "2" * 64: 5}) == [["1" * 64, "2" * 64]]
+    assert plan_packs({}) == []
