@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -149,6 +149,16 @@ class Transfer:
     transferred: int
     bytes: int
     requests: int = 0
+
+
+@dataclass(frozen=True)
+class StoreRetention:
+    """What ``remove_unreferenced`` kept and freed in the object store."""
+
+    kept_versions: list[str]
+    removed_versions: list[str]
+    removed_packs: int
+    bytes_freed: int
 
 
 class Run(NamedTuple):
@@ -543,3 +553,58 @@ class DatasetStore:
         sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
         data_yaml = cache.materialise(manifest)
         return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(runs))
+
+    # Retention
+
+    def _listing(self, relative: str) -> Iterator[dict]:
+        """Every object under ``relative`` (Key, Size, LastModified), page by page."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(relative)):
+                yield from page.get("Contents", ())
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"listing {self.uri(self.key(relative))} failed: {exc}") from exc
+
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise StoreError(f"deleting from {self.uri(self.prefix)} failed: {exc}") from exc
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StoreError(f"deleting {first.get('Key')} failed: {first.get('Message')}")
+
+    def remove_unreferenced(
+        self, keep: set[str], grace: timedelta = PUSH_GRACE, now: datetime | None = None
+    ) -> StoreRetention:
+        """Deletes the manifests of versions not in ``keep`` (the newest pushed one always
+        stays: the next push builds on it), then every pack no kept manifest names that is
+        older than ``grace`` (a younger one may belong to a push under way).
+
+        Manifests go first, so a cut-short run leaves unreferenced packs (removed next
+        time), never a manifest without its packs."""
+        latest_key = self.key("versions/LATEST")
+        latest = self.get_bytes(latest_key).decode() if self.has(latest_key) else None
+        manifests = {
+            item["Key"].removeprefix(self.key("versions/")).removesuffix(".json"): item
+            for item in self._listing("versions/")
+            if item["Key"].endswith(".json")
+        }
+        kept = sorted(v for v in manifests if v in keep or v == latest)
+        removed = sorted(set(manifests) - set(kept))
+        referenced = {p.sha256 for v in kept for p in self.load_manifest(v).packs}
+        self._delete([manifests[v]["Key"] for v in removed])
+        freed = sum(manifests[v]["Size"] for v in removed)
+        cutoff = (now or datetime.now(UTC)) - grace
+        stale = [
+            item
+            for item in self._listing("packs/sha256/")
+            if item["Key"].rsplit("/", 1)[-1] not in referenced and item["LastModified"] <= cutoff
+        ]
+        self._delete([item["Key"] for item in stale])
+        freed += sum(item["Size"] for item in stale)
+        return StoreRetention(kept, removed, len(stale), freed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,16 @@ from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.versions import YAML_KEYS, DatasetVersion, read_list
 from azaion_pipeline.lib.dataset_store import (
     PACK_BYTES,
+    PUSH_GRACE,
     DatasetStore,
+    Listed,
     ManifestEntry,
     NodeCache,
     Pack,
     StoreError,
     VersionManifest,
+    build_manifest,
+    label_path_of,
     plan_packs,
     plan_runs,
     version_manifest,
@@ -315,3 +320,67 @@ def test_packs_stay_under_the_limit_and_a_large_object_goes_alone():
     assert plan_packs(sizes) == [["1" * 64], ["2" * 64], ["3" * 64], ["4" * 64]]
     assert plan_packs({"1" * 64: 5, "2" * 64: 5}) == [["1" * 64, "2" * 64]]
     assert plan_packs({}) == []
+
+
+def synthetic_version(folder: Path, version: str, first: int, count: int, names):
+    """``count`` image/label pairs of their own under ``folder``: a version no other shares."""
+    listed = []
+    for index in range(first, first + count):
+        image = folder / IMAGES / f"{index:04d}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(f"image {index} ".encode() * 50)
+        label = label_path_of(image)
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(f"{index % 3} 0.{index:04d} 0.5 0.1 0.1\n")  # no two alike
+        listed.append(Listed("train", image, 64, 48))
+    return build_manifest(version, names, listed)
+
+
+def later() -> datetime:
+    """A moment after any push under way now would have finished."""
+    return datetime.now(UTC) + PUSH_GRACE + timedelta(minutes=1)
+
+
+def test_retention_removes_what_no_kept_version_needs_and_frees_its_bytes(tmp_path, dataset_store):
+    names = {0: "a", 1: "b", 2: "c"}
+    old, old_files = synthetic_version(tmp_path / "old", "old", 0, 4, names)
+    dataset_store.push_version(old, old_files)
+    published, published_files = synthetic_version(tmp_path / "pub", "published", 10, 4, names)
+    dataset_store.push_version(published, published_files)
+    grown, grown_files = synthetic_version(tmp_path / "pub", "grown", 10, 6, names)
+    dataset_store.push_version(grown, grown_files)  # the newest: reuses published's pack
+    [old_pack] = dataset_store.load_manifest("old").packs
+    old_manifest_bytes = len(dataset_store.get_bytes(dataset_store.manifest_key("old")))
+
+    freed = dataset_store.remove_unreferenced({"published"}, now=later())
+    assert freed.kept_versions == ["grown", "published"]  # the newest stays unasked
+    assert freed.removed_versions == ["old"] and freed.removed_packs == 1
+    assert freed.bytes_freed == old_pack.size + old_manifest_bytes
+    assert not dataset_store.has(dataset_store.pack_key(old_pack.sha256))
+    assert not dataset_store.has(dataset_store.manifest_key("old"))
+    # Every kept version still syncs in full into an empty cache.
+    for version, manifest in (("published", published), ("grown", grown)):
+        _, pulled = dataset_store.pull_version(version, NodeCache(tmp_path / f"node-{version}"))
+        assert pulled.transferred == len(manifest.objects())
+
+    again = dataset_store.remove_unreferenced({"published"}, now=later())
+    assert (again.removed_versions, again.removed_packs, again.bytes_freed) == ([], 0, 0)
+
+
+def test_retention_spares_a_fresh_pack_of_a_push_under_way(tmp_path, dataset_store):
+    """A push uploads packs before its manifest: one cut short (or still running) leaves packs
+    no manifest names yet; they go only once they are older than a push can take."""
+    names = {0: "a", 1: "b", 2: "c"}
+    kept, files = synthetic_version(tmp_path / "kept", "kept", 0, 2, names)
+    dataset_store.push_version(kept, files)
+    cut, cut_files = synthetic_version(tmp_path / "cut", "cut", 10, 2, names)
+    [members] = plan_packs(cut.objects())
+    orphan = dataset_store._upload_pack(members, cut_files)  # killed before its manifest
+
+    assert dataset_store.remove_unreferenced({"kept"}).removed_packs == 0
+    assert dataset_store.has(dataset_store.pack_key(orphan.sha256))
+    freed = dataset_store.remove_unreferenced({"kept"}, now=later())
+    assert (freed.removed_packs, freed.bytes_freed) == (1, orphan.size)
+    assert not dataset_store.has(dataset_store.pack_key(orphan.sha256))
+    _, pulled = dataset_store.pull_version("kept", NodeCache(tmp_path / "node"))
+    assert pulled.transferred == len(kept.objects())
