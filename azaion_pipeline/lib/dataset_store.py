@@ -7,17 +7,19 @@ so a manifest in the store means all its packs are there. The manifest lists eve
 sha256 and where it sits (pack and offset): a grown version reuses the earlier packs and adds
 one for its new objects. A worker that cannot see the Azaion root pulls a version into its node
 cache (objects keyed by sha256, only what it lacks, through ranged GETs that cover runs of
-missing objects, in parallel, each object verified, atomic) and materialises it for ultralytics in the shape ``versions.build_version`` gives on the host:
+missing objects, in parallel, each object verified, atomic) and materialises it for
+ultralytics in the shape ``versions.build_version`` gives on the host:
 
     {cache}/objects/sha256/ab/abcd...                          the objects
     {cache}/pool/images/{pair}.jpg, pool/labels/{pair}.txt     hard links, shared by all versions
-    {cache}/versions/{version}/{train,valid,test}.txt + data.yaml
+    {cache}/versions/{version}/{train,valid,test}.txt + data.yaml + manifest.json
     {cache}/versions/{version}/{split}/images -> pool/images   (labels alike)
-    {cache}/versions/{version}/{split}/labels.cache            written from the manifest
+    {cache}/versions/{version}/{split}/labels.cache            written before training
 
-Label caches work as on the host: ``labels_cache.write_labels_cache`` writes each split's cache
-from what the manifest says (image width and height, label object), so ultralytics scans
-nothing and the cache is exact for the bytes this version lists. The pool names a pair by
+Label caches work as on the host, by one mechanism: before training,
+``labels_cache.prepare_labels_caches`` writes each split's cache from the version's facts (here
+the manifest: image width and height, label object), so ultralytics scans nothing and the
+cache is exact for the bytes this version lists; a sync itself reads no label. The pool names a pair by
 the hashes of both its objects (``{pair}``): ultralytics finds a label by its image's path,
 so an image paired with an edited label needs a new name, and the host's names are unique
 only within one augmentation store while the pool serves every version this node holds.
@@ -53,7 +55,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
-from azaion_pipeline.lib.dataset.labels_cache import LabelEntry, write_labels_cache
 from azaion_pipeline.lib.dataset.versions import (
     DATA_YAML,
     DatasetVersion,
@@ -65,6 +66,8 @@ from azaion_pipeline.lib.hashing import CHUNK, sha256_file, sha256_text
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
 from azaion_pipeline.lib.s3 import object_exists
 
+# The manifest as a node keeps it, beside the version's data.yaml.
+MANIFEST = "manifest.json"
 # Parallel transfers of one sync: small objects are latency-bound, 32 in flight keep a loopback
 # SeaweedFS busy (8 reach ~60% of the rate, 64 no more than 32).
 DEFAULT_WORKERS = 32
@@ -286,6 +289,15 @@ def _place(source: str, target: str) -> None:
         link_or_copy(source, target)  # a file system without hard links
 
 
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """The folder's entries; none when it does not exist (yet)."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
 class NodeCache:
     """Objects by sha256 on this node's disk, and the versions materialised from them."""
 
@@ -296,8 +308,16 @@ class NodeCache:
         return self.root / "objects" / "sha256" / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        # Plain strings: this runs once per object of a version, pathlib would triple the cost.
         return os.path.exists(f"{self.root}/objects/sha256/{sha256[:2]}/{sha256}")
+
+    def held(self) -> set[str]:
+        """The sha256 of every object here: one listing per fan-out folder, where asking
+        object by object costs a stat each (20,000 for a 10,000-image version)."""
+        held: set[str] = set()
+        for folder in _listing(self.root / "objects" / "sha256"):
+            if folder.is_dir():
+                held.update(e.name for e in _listing(Path(folder.path)) if e.name[0] != ".")
+        return held
 
     def adopt(self, path: Path, sha256: str) -> None:
         """Registers a local file under its hash (a hard link: no bytes copied on one disk)."""
@@ -333,28 +353,30 @@ class NodeCache:
             link_or_copy(self.object_path(sha256), target)
         return target
 
-    def materialise(self, manifest: VersionManifest) -> Path:
-        """The version folder for ``manifest`` (whose objects must be here), label caches
-        included; returns its data.yaml, written last."""
+    def materialise(self, manifest: VersionManifest, text: bytes) -> Path:
+        """The version folder for ``manifest`` (whose objects must be here), with ``text``, the
+        manifest as stored, beside its data.yaml (written last, which it returns): the label
+        caches are written from it before training (``labels_cache.prepare_labels_caches``),
+        as the host writes them from its catalogue; a sync pays nothing per label."""
         pool = self.root / "pool"
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
-        by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
+        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
+        pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
         for entry in manifest.entries:
-            label = f"{pool}/{LABELS}/{entry.pair}.txt"
-            if not os.path.exists(label):  # the label goes last: a pair with a label is complete
+            file = entry.file
+            label_name = f"{file.rsplit('.', 1)[0]}.txt"
+            label = f"{pool}/{LABELS}/{label_name}"
+            if label_name not in pooled:  # the label goes last: a pair with a label is complete
                 for sha256, target in (
-                    (entry.image_sha256, f"{pool}/{IMAGES}/{entry.file}"),
+                    (entry.image_sha256, f"{pool}/{IMAGES}/{file}"),
                     (entry.label_sha256, label),
                 ):
                     _place(f"{objects}/{sha256[:2]}/{sha256}", target)
-            with open(label, encoding="utf-8") as text:
-                by_split[entry.split].append(
-                    LabelEntry(entry.file, entry.width, entry.height, text.read())
-                )
+            lines[entry.split].append(f"{list_line(entry.split, file)}\n")
         version_dir = self.root / "versions" / manifest.version
-        for split, entries in by_split.items():
+        for split, listed in lines.items():
             split_dir = version_dir / split
             split_dir.mkdir(parents=True, exist_ok=True)
             for kind in (IMAGES, LABELS):
@@ -362,12 +384,11 @@ class NodeCache:
                 if not link.is_symlink():
                     with contextlib.suppress(FileExistsError):  # another worker of this node
                         link.symlink_to(os.path.relpath(pool / kind, split_dir))
-            lines = "".join(f"{list_line(split, e.image)}\n" for e in entries)
-            write_atomic(version_dir / f"{split}.txt", lines.encode())
-            if entries:
-                write_labels_cache(split_dir, entries, len(manifest.names))
+            write_atomic(version_dir / f"{split}.txt", "".join(listed).encode())
+        write_atomic(version_dir / MANIFEST, text)
         data_yaml = version_dir / DATA_YAML
-        write_atomic(data_yaml, data_yaml_text(manifest.names).encode())
+        text_yaml = data_yaml_text(manifest.names, manifest=MANIFEST)
+        write_atomic(data_yaml, text_yaml.encode())
         return data_yaml
 
 
@@ -546,12 +567,13 @@ class DatasetStore:
 
         Returns the node-local data.yaml and what was downloaded.
         """
-        manifest = self.load_manifest(version)
+        text = self.get_bytes(self.manifest_key(version))
+        manifest = VersionManifest.model_validate_json(text)
         needed = manifest.objects()
-        missing = {sha256 for sha256 in needed if not cache.has(sha256)}
+        missing = needed.keys() - cache.held()
         runs = plan_runs(manifest, missing)
         sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
-        data_yaml = cache.materialise(manifest)
+        data_yaml = cache.materialise(manifest, text)
         return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(runs))
 
     # Retention

@@ -53,10 +53,12 @@ def object_hashes(dataset: DatasetVersion) -> set[str]:
 
 
 def node_labels(data_yaml: Path, split_key: str, monkeypatch) -> dict[str, list[list[float]]]:
-    """What ultralytics' loader gives for one split, by node image file name; it must take
-    the written labels.cache (a scan fails the test)."""
+    """What ultralytics' loader gives for one split, by node image file name, after the label
+    caches were written as training writes them; it must take them (a scan fails the test)."""
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
+
+    prepare_labels_caches(data_yaml)
 
     def no_scan(self, *args, **kwargs):
         raise AssertionError("ultralytics scanned: the written cache was not taken")
@@ -102,8 +104,9 @@ def test_a_version_syncs_into_an_empty_cache_and_again_costs_nothing(
             )
     facts = yaml.safe_load(node_yaml.read_text())
     assert facts["nc"] == 80 and facts["names"] == host.catalog.model_names()
-    # The node's copy names no catalogue: its caches came with the sync, not from here.
-    assert "azaion_catalogue" not in facts and prepare_labels_caches(node_yaml) == []
+    # The node's copy names no catalogue: its label caches come from the synced manifest.
+    assert "azaion_catalogue" not in facts and facts["azaion_manifest"] == "manifest.json"
+    assert not list(node_yaml.parent.glob("*/labels.cache"))  # a sync reads no label
     trained_on = node_labels(node_yaml, "train", monkeypatch)
     for file, boxes in trained_on.items():
         label_text = on_host[by_file[file].name][1].read_text()
@@ -241,8 +244,8 @@ def test_a_shared_version_is_localised_on_a_worker_without_the_root(tmp_path, ho
     local = Localiser(dataset_store, worker_cache, tmp_path / "gpu")(dataset)
     assert local.directory == local.data_yaml.parent
     assert local.data_yaml.is_relative_to(worker_cache.root)
-    cached = {p.parent.name for p in local.directory.glob("*/labels.cache")}
-    assert cached == {split for split, images in dataset.images.items() if images}
+    written = {p.parent.name for p in prepare_labels_caches(local.data_yaml)}
+    assert written == {split for split, images in dataset.images.items() if images}
 
 
 MIB = 2**20
