@@ -7,7 +7,6 @@ from azaion_pipeline.defs.automation.settings import schedule_status
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.defs.store import PipelineStore
-from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.retention import apply_retention
 from azaion_pipeline.lib.dataset.versions import version_label
@@ -51,7 +50,7 @@ def remove_unreferenced_dataset_files(
     config = config_of(context, RetentionConfig)
     layout = storage.layout()
     protected = published_dataset_versions(context.instance)
-    champion = read_champion(layout)
+    champion = pipeline_store.champion(layout)
     if champion and champion.dataset_version:
         protected.add(champion.dataset_version)
     with Catalogue.of(layout) as catalogue:

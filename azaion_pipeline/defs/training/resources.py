@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.training.k8s import k8s_training_client, training_backend
-from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.champion import Champion
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
@@ -38,9 +38,12 @@ class YoloTrainer(dg.ConfigurableResource):
     )
 
     def request(
-        self, config: TrainingConfig, dataset: DatasetVersion, layout: AzaionLayout
+        self,
+        config: TrainingConfig,
+        dataset: DatasetVersion,
+        layout: AzaionLayout,
+        champion: Champion | None,
     ) -> TrainingRequest:
-        champion = read_champion(layout)
         init_weights, init_sha256 = resolve_init(
             config.init, champion.weights if champion else None
         )
