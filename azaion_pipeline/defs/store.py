@@ -69,12 +69,12 @@ class PipelineStore(dg.ConfigurableResource):
     def node_cache(self, root_dir: str | Path) -> NodeCache:
         return NodeCache(self.cache_dir or Path(root_dir) / "node-cache")
 
-    def champion(self, layout: AzaionLayout) -> Champion | None:
+    def champion(self, layout: AzaionLayout, with_files: bool = True) -> Champion | None:
         """The champion as this host can use it: the store's when it is on (its files fetched
-        into this node's cache), else, or before any promotion reached the store, the root's."""
-        stored = (
-            stored_champion(self.objects(), self.node_cache(layout.root)) if self.enabled else None
-        )
+        into this node's cache unless ``with_files`` is off: then only its record is read),
+        else, or before any promotion reached the store, the root's."""
+        cache = self.node_cache(layout.root) if with_files else None
+        stored = stored_champion(self.objects(), cache) if self.enabled else None
         return stored or read_champion(layout)
 
     def share_champion(self, champion: Champion) -> None:

@@ -38,12 +38,15 @@ def share_champion(champion: Champion, store: DatasetStore) -> None:
     store.put_bytes(store.key(CHAMPION_KEY), champion.model_dump_json().encode())
 
 
-def stored_champion(store: DatasetStore, cache: NodeCache) -> Champion | None:
-    """The store's champion with its files in this node's cache (fetched once, verified)."""
+def stored_champion(store: DatasetStore, cache: NodeCache | None) -> Champion | None:
+    """The store's champion with its files in this node's ``cache`` (fetched once, verified);
+    without a cache, the record alone (its paths are the promoting host's)."""
     key = store.key(CHAMPION_KEY)
     if not store.has(key):
         return None
     champion = Champion.model_validate_json(store.get_bytes(key))
+    if cache is None:
+        return champion
     update = {"weights": store.fetch_file(champion.weights_sha256, champion.weights.name, cache)}
     if champion.onnx and champion.onnx_sha256:
         update["onnx"] = store.fetch_file(champion.onnx_sha256, champion.onnx.name, cache)

@@ -31,6 +31,9 @@ def test_a_host_with_an_empty_root_warm_starts_from_the_stored_champion(tmp_path
     assert pipeline_store.champion(gpu_host) is None  # only the cpu host's root has it
 
     pipeline_store.share_champion(champion)
+    record = pipeline_store.champion(gpu_host, with_files=False)  # what retention asks
+    assert record is not None and record.dataset_version == "v-1"
+    assert not pipeline_store.node_cache(gpu_host.root).root.exists()  # nothing downloaded
     found = pipeline_store.champion(gpu_host)
     assert found is not None
     assert (found.model_version, found.dataset_version) == ("m-1", "v-1")

@@ -50,7 +50,7 @@ def remove_unreferenced_dataset_files(
     config = config_of(context, RetentionConfig)
     layout = storage.layout()
     protected = published_dataset_versions(context.instance)
-    champion = pipeline_store.champion(layout)
+    champion = pipeline_store.champion(layout, with_files=False)  # its dataset version only
     if champion and champion.dataset_version:
         protected.add(champion.dataset_version)
     with Catalogue.of(layout) as catalogue:

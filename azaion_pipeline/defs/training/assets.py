@@ -80,7 +80,7 @@ def trained_model(
     try:
         layout = storage.layout()  # the champion from the store: a GPU host's root is empty
         request = yolo_trainer.request(
-            config, training_dataset, layout, pipeline_store.champion(layout)
+            config, training_dataset, layout, lambda: pipeline_store.champion(layout)
         )
         device = preflight(request)
     except TrainingError as exc:

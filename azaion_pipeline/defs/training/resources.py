@@ -1,6 +1,7 @@
 """Training resources and tunables, and their default wiring."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,7 @@ from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
 from azaion_pipeline.lib.train import (
+    INIT_CHAMPION,
     TrainingRequest,
     TrainingSettings,
     resolve_base_model,
@@ -42,8 +44,10 @@ class YoloTrainer(dg.ConfigurableResource):
         config: TrainingConfig,
         dataset: DatasetVersion,
         layout: AzaionLayout,
-        champion: Champion | None,
+        champion_of: Callable[[], Champion | None],
     ) -> TrainingRequest:
+        """``champion_of`` is asked only for ``init: champion`` (it may download weights)."""
+        champion = champion_of() if config.init == INIT_CHAMPION else None
         init_weights, init_sha256 = resolve_init(
             config.init, champion.weights if champion else None
         )
