@@ -110,8 +110,13 @@ class ManifestEntry(BaseModel):
 
     @property
     def file(self) -> str:
-        """The image's file name in a node's pool (the label's is ``{pair}.txt``)."""
+        """The image's file name in a node's pool."""
         return f"{self.pair}{os.path.splitext(self.name)[1].lower()}"
+
+    @property
+    def label_file(self) -> str:
+        """The label's file name in a node's pool (ultralytics' rule: the image's stem)."""
+        return f"{self.pair}.txt"
 
 
 class Pack(BaseModel):
@@ -367,10 +372,9 @@ class NodeCache:
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
         pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
         for entry in manifest.entries:
-            file = entry.file
-            label_name = f"{file.rsplit('.', 1)[0]}.txt"
-            label = f"{pool}/{LABELS}/{label_name}"
-            if label_name not in pooled:  # the label goes last: a pair with a label is complete
+            file, label_file = entry.file, entry.label_file
+            label = f"{pool}/{LABELS}/{label_file}"
+            if label_file not in pooled:  # the label goes last: a pair with a label is complete
                 for sha256, target in (
                     (entry.image_sha256, f"{pool}/{IMAGES}/{file}"),
                     (entry.label_sha256, label),

@@ -113,7 +113,7 @@ def _manifest_entries(version_dir: Path, manifest: Path) -> dict[str, list[Label
     """Every listed image with its label, as the node's pool holds it."""
     by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
     for e in VersionManifest.model_validate_json(manifest.read_bytes()).entries:
-        label = version_dir / e.split / LABELS / f"{e.file.rsplit('.', 1)[0]}.txt"
+        label = version_dir / e.split / LABELS / e.label_file
         by_split[e.split].append(LabelEntry(e.file, e.width, e.height, label.read_text()))
     return by_split
 
