@@ -13,7 +13,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from azaion_pipeline.lib.champion import Champion, read_champion
 from azaion_pipeline.lib.dataset_store import DEFAULT_WORKERS, DatasetStore, NodeCache
+from azaion_pipeline.lib.layout import AzaionLayout
+from azaion_pipeline.lib.portable import share_champion, stored_champion
 from azaion_pipeline.lib.s3 import s3_client
 
 
@@ -65,3 +68,16 @@ class PipelineStore(dg.ConfigurableResource):
 
     def node_cache(self, root_dir: str | Path) -> NodeCache:
         return NodeCache(self.cache_dir or Path(root_dir) / "node-cache")
+
+    def champion(self, layout: AzaionLayout, with_files: bool = True) -> Champion | None:
+        """The champion as this host can use it: the store's when it is on (its files fetched
+        into this node's cache unless ``with_files`` is off: then only its record is read),
+        else, or before any promotion reached the store, the root's."""
+        cache = self.node_cache(layout.root) if with_files else None
+        stored = stored_champion(self.objects(), cache) if self.enabled else None
+        return stored or read_champion(layout)
+
+    def share_champion(self, champion: Champion) -> None:
+        """Makes a champion just promoted on this host every host's (no store: nothing)."""
+        if self.enabled:
+            share_champion(champion, self.objects())

@@ -20,6 +20,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
+from azaion_pipeline.lib.s3 import object_exists
+
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
@@ -141,13 +143,8 @@ class CdnStore:
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise CdnError(f"checking {self.uri(key)} failed: {_cause(exc)}") from exc
-        except BotoCoreError as exc:
+            return object_exists(self.client, self.bucket, key)
+        except (BotoCoreError, ClientError) as exc:
             raise CdnError(f"checking {self.uri(key)} failed: {_cause(exc)}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:

@@ -1,21 +1,25 @@
 """Dataset versions in the object store, content-addressed, and the node-local cache they sync into.
 
-A host that built a version pushes it: every listed image and its label go to
-``{prefix}objects/sha256/{ab}/{abcd...}`` (only objects the store lacks), then one manifest per
-version, ``{prefix}versions/{version}.json``, written last, so a manifest in the store means all
-its objects are there. A worker that cannot see the Azaion root pulls a version into its node
-cache (objects keyed by sha256, only what it lacks, in parallel, verified, atomic) and
-materialises it for ultralytics in the shape ``versions.build_version`` gives on the host:
+A host that built a version pushes it: the images and labels the store lacks are concatenated
+into packs, ``{prefix}packs/sha256/{ab}/{abcd...}`` (each named by its own hash, at most
+``PACK_BYTES``), then one manifest per version, ``{prefix}versions/{version}.json``, written last,
+so a manifest in the store means all its packs are there. The manifest lists every object by
+sha256 and where it sits (pack and offset): a grown version reuses the earlier packs and adds
+one for its new objects. A worker that cannot see the Azaion root pulls a version into its node
+cache (objects keyed by sha256, only what it lacks, through ranged GETs that cover runs of
+missing objects, in parallel, each object verified, atomic) and materialises it for
+ultralytics in the shape ``versions.build_version`` gives on the host:
 
     {cache}/objects/sha256/ab/abcd...                          the objects
     {cache}/pool/images/{pair}.jpg, pool/labels/{pair}.txt     hard links, shared by all versions
-    {cache}/versions/{version}/{train,valid,test}.txt + data.yaml
+    {cache}/versions/{version}/{train,valid,test}.txt + data.yaml + manifest.json
     {cache}/versions/{version}/{split}/images -> pool/images   (labels alike)
-    {cache}/versions/{version}/{split}/labels.cache            written from the manifest
+    {cache}/versions/{version}/{split}/labels.cache            written before training
 
-Label caches work as on the host: ``labels_cache.write_labels_cache`` writes each split's cache
-from what the manifest says (image width and height, label object), so ultralytics scans
-nothing and the cache is exact for the bytes this version lists. The pool names a pair by
+Label caches work as on the host, by one mechanism: before training,
+``labels_cache.prepare_labels_caches`` writes each split's cache from the version's facts (here
+the manifest: image width and height, label object), so ultralytics scans nothing and the
+cache is exact for the bytes this version lists; a sync itself reads no label. The pool names a pair by
 the hashes of both its objects (``{pair}``): ultralytics finds a label by its image's path,
 so an image paired with an edited label needs a new name, and the host's names are unique
 only within one augmentation store while the pool serves every version this node holds.
@@ -23,9 +27,14 @@ only within one augmentation store while the pool serves every version this node
 Weights and exports use the same objects (``put_file`` / ``fetch_file``), so a step on another
 machine finds them by sha256.
 
-Downloads are GETs of URLs the boto3 client presigns, sent through a urllib3 pool with the
-client's retry budget: boto3 spends ~1 ms of CPU per ``get_object``, which caps a thread pool
-on a small host; signing plus urllib3 costs about a third of that.
+Why packs: a GET costs both ends about a millisecond of CPU whatever its size (SigV4, parsing,
+the server's lookup), so 20,000 small objects per 10,000-image version were bound by request
+count, not bytes; a few ranged GETs of megabytes move the same objects at disk speed. Downloads
+are GETs of URLs the boto3 client presigns, sent through a urllib3 pool with the client's retry
+budget (boto3's own ``get_object`` costs three times the CPU).
+
+A push cut short leaves packs no manifest names: nothing reads them, and retention
+(``remove_unreferenced``) deletes them once they are older than a push can take.
 """
 
 from __future__ import annotations
@@ -34,9 +43,10 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -45,7 +55,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
-from azaion_pipeline.lib.dataset.labels_cache import LabelEntry, write_labels_cache
 from azaion_pipeline.lib.dataset.versions import (
     DATA_YAML,
     DatasetVersion,
@@ -53,12 +62,25 @@ from azaion_pipeline.lib.dataset.versions import (
     read_list,
 )
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
-from azaion_pipeline.lib.hashing import CHUNK, sha256_file, sha256_text
+from azaion_pipeline.lib.hashing import CHUNK, sha256_file
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
+from azaion_pipeline.lib.s3 import object_exists
 
+# The manifest as a node keeps it, beside the version's data.yaml.
+MANIFEST = "manifest.json"
 # Parallel transfers of one sync: small objects are latency-bound, 32 in flight keep a loopback
 # SeaweedFS busy (8 reach ~60% of the rate, 64 no more than 32).
 DEFAULT_WORKERS = 32
+# A pack holds at most this much (one larger object alone): retention frees whole packs, and a
+# push holds one pack per uploading thread in memory.
+PACK_BYTES = 16 * 2**20
+PACK_UPLOADS = 4
+# One ranged GET covers missing objects up to this many bytes; it reads across a gap of objects
+# the node has when the gap is smaller than GAP_BYTES (cheaper than another request).
+RANGE_BYTES = 4 * 2**20
+GAP_BYTES = 256 * 2**10
+# An unreferenced pack younger than this may belong to a push still under way.
+PUSH_GRACE = timedelta(hours=6)
 
 
 class StoreError(RuntimeError):
@@ -81,23 +103,43 @@ class ManifestEntry(BaseModel):
 
     @property
     def pair(self) -> str:
-        """Names the pair by content: a new image or label byte gives a new name."""
-        return sha256_text([self.image_sha256, self.label_sha256])[:32]
+        """Names the pair by content: a new image or label byte gives a new name. Prefixes of
+        both hashes (64 bits each) rather than a hash of them: a sync names every pair of a
+        version, and hashing again cost most of a grown version's materialisation."""
+        return f"{self.image_sha256[:16]}{self.label_sha256[:16]}"
 
     @property
     def file(self) -> str:
-        """The image's file name in a node's pool (the label's is ``{pair}.txt``)."""
+        """The image's file name in a node's pool."""
         return f"{self.pair}{os.path.splitext(self.name)[1].lower()}"
+
+    @property
+    def label_file(self) -> str:
+        """The label's file name in a node's pool (ultralytics' rule: the image's stem)."""
+        return f"{self.pair}.txt"
+
+
+class Pack(BaseModel):
+    """One pack in the store: objects back to back, each found by its offset (its length is
+    the manifest's size for it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the pack's bytes: its key
+    size: int
+    offsets: dict[str, int]  # object sha256 -> offset
 
 
 class VersionManifest(BaseModel):
-    """Everything a node needs to rebuild a version: its pairs and the data.yaml facts."""
+    """Everything a node needs to rebuild a version: its pairs, the data.yaml facts and, once
+    pushed, the packs that hold its objects."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: str = Field(pattern=r"^\w[\w.-]*$")  # a folder name on the node, never a path
     names: dict[int, str]  # data.yaml ``names``; ``nc`` is their count
     entries: tuple[ManifestEntry, ...]
+    packs: tuple[Pack, ...] = ()
 
     def objects(self) -> dict[str, int]:
         """sha256 -> size of every object the version needs (shared bytes counted once)."""
@@ -110,11 +152,68 @@ class VersionManifest(BaseModel):
 
 @dataclass(frozen=True)
 class Transfer:
-    """What one push or pull moved: objects needed, objects actually sent, and their bytes."""
+    """What one push or pull moved: objects needed, objects actually sent, their bytes, and
+    the requests that carried them."""
 
     objects: int
     transferred: int
     bytes: int
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class StoreRetention:
+    """What ``remove_unreferenced`` kept and freed in the object store."""
+
+    kept_versions: list[str]
+    removed_versions: list[str]
+    removed_packs: int
+    bytes_freed: int
+
+
+class Run(NamedTuple):
+    """One ranged GET: bytes [start, end) of a pack, and the (sha256, offset, size) it yields."""
+
+    pack: str
+    start: int
+    end: int
+    members: list[tuple[str, int, int]]
+
+
+def plan_runs(manifest: VersionManifest, missing: set[str]) -> list[Run]:
+    """The ranged GETs that fetch ``missing`` objects, each from the first pack that holds it."""
+    sizes, wanted, runs = manifest.objects(), set(missing), []
+    for pack in manifest.packs:
+        members = sorted((o, sha) for sha, o in pack.offsets.items() if sha in wanted)
+        wanted -= {sha for _, sha in members}
+        run: Run | None = None
+        for offset, sha256 in members:
+            end = offset + sizes[sha256]
+            if run and offset - run.end <= GAP_BYTES and end - run.start <= RANGE_BYTES:
+                run = run._replace(end=end)
+                run.members.append((sha256, offset, sizes[sha256]))
+                continue
+            if run:
+                runs.append(run)
+            run = Run(pack.sha256, offset, end, [(sha256, offset, sizes[sha256])])
+        if run:
+            runs.append(run)
+    if wanted:
+        raise StoreError(f"{manifest.version}: {len(wanted)} objects are in none of its packs")
+    return runs
+
+
+def plan_packs(sizes: dict[str, int]) -> list[list[str]]:
+    """``sizes``' objects grouped into packs of at most PACK_BYTES, in hash order."""
+    packs: list[list[str]] = []
+    filled = PACK_BYTES
+    for sha256 in sorted(sizes):
+        if filled + sizes[sha256] > PACK_BYTES:
+            packs.append([])
+            filled = 0
+        packs[-1].append(sha256)
+        filled += sizes[sha256]
+    return packs
 
 
 class Listed(NamedTuple):
@@ -197,6 +296,15 @@ def _place(source: str, target: str) -> None:
         link_or_copy(source, target)  # a file system without hard links
 
 
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """The folder's entries; none when it does not exist (yet)."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
 class NodeCache:
     """Objects by sha256 on this node's disk, and the versions materialised from them."""
 
@@ -207,8 +315,16 @@ class NodeCache:
         return self.root / "objects" / "sha256" / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        # Plain strings: this runs once per object of a version, pathlib would triple the cost.
         return os.path.exists(f"{self.root}/objects/sha256/{sha256[:2]}/{sha256}")
+
+    def held(self) -> set[str]:
+        """The sha256 of every object here: one listing per fan-out folder, where asking
+        object by object costs a stat each (20,000 for a 10,000-image version)."""
+        held: set[str] = set()
+        for folder in _listing(self.root / "objects" / "sha256"):
+            if folder.is_dir():
+                held.update(e.name for e in _listing(Path(folder.path)) if e.name[0] != ".")
+        return held
 
     def adopt(self, path: Path, sha256: str) -> None:
         """Registers a local file under its hash (a hard link: no bytes copied on one disk)."""
@@ -244,28 +360,29 @@ class NodeCache:
             link_or_copy(self.object_path(sha256), target)
         return target
 
-    def materialise(self, manifest: VersionManifest) -> Path:
-        """The version folder for ``manifest`` (whose objects must be here), label caches
-        included; returns its data.yaml, written last."""
+    def materialise(self, manifest: VersionManifest, text: bytes) -> Path:
+        """The version folder for ``manifest`` (whose objects must be here), with ``text``, the
+        manifest as stored, beside its data.yaml (written last, which it returns): the label
+        caches are written from it before training (``labels_cache.prepare_labels_caches``),
+        as the host writes them from its catalogue; a sync pays nothing per label."""
         pool = self.root / "pool"
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
-        by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
+        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
+        pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
         for entry in manifest.entries:
-            label = f"{pool}/{LABELS}/{entry.pair}.txt"
-            if not os.path.exists(label):  # the label goes last: a pair with a label is complete
+            file, label_file = entry.file, entry.label_file
+            label = f"{pool}/{LABELS}/{label_file}"
+            if label_file not in pooled:  # the label goes last: a pair with a label is complete
                 for sha256, target in (
-                    (entry.image_sha256, f"{pool}/{IMAGES}/{entry.file}"),
+                    (entry.image_sha256, f"{pool}/{IMAGES}/{file}"),
                     (entry.label_sha256, label),
                 ):
                     _place(f"{objects}/{sha256[:2]}/{sha256}", target)
-            with open(label, encoding="utf-8") as text:
-                by_split[entry.split].append(
-                    LabelEntry(entry.file, entry.width, entry.height, text.read())
-                )
+            lines[entry.split].append(f"{list_line(entry.split, file)}\n")
         version_dir = self.root / "versions" / manifest.version
-        for split, entries in by_split.items():
+        for split, listed in lines.items():
             split_dir = version_dir / split
             split_dir.mkdir(parents=True, exist_ok=True)
             for kind in (IMAGES, LABELS):
@@ -273,12 +390,11 @@ class NodeCache:
                 if not link.is_symlink():
                     with contextlib.suppress(FileExistsError):  # another worker of this node
                         link.symlink_to(os.path.relpath(pool / kind, split_dir))
-            lines = "".join(f"{list_line(split, e.image)}\n" for e in entries)
-            write_atomic(version_dir / f"{split}.txt", lines.encode())
-            if entries:
-                write_labels_cache(split_dir, entries, len(manifest.names))
+            write_atomic(version_dir / f"{split}.txt", "".join(listed).encode())
+        write_atomic(version_dir / MANIFEST, text)
         data_yaml = version_dir / DATA_YAML
-        write_atomic(data_yaml, data_yaml_text(manifest.names).encode())
+        text_yaml = data_yaml_text(manifest.names, manifest=MANIFEST)
+        write_atomic(data_yaml, text_yaml.encode())
         return data_yaml
 
 
@@ -307,6 +423,9 @@ class DatasetStore:
     def object_key(self, sha256: str) -> str:
         return self.key(f"objects/sha256/{sha256[:2]}/{sha256}")
 
+    def pack_key(self, sha256: str) -> str:
+        return self.key(f"packs/sha256/{sha256[:2]}/{sha256}")
+
     def manifest_key(self, version: str) -> str:
         return self.key(f"versions/{version}.json")
 
@@ -315,13 +434,8 @@ class DatasetStore:
 
     def has(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise StoreError(f"checking {self.uri(key)} failed: {exc}") from exc
-        except BotoCoreError as exc:
+            return object_exists(self.client, self.bucket, key)
+        except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"checking {self.uri(key)} failed: {exc}") from exc
 
     def _put(self, key: str, body: bytes) -> None:
@@ -336,26 +450,51 @@ class DatasetStore:
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
 
-    def _download(self, sha256: str, cache: NodeCache) -> int:
-        key = self.object_key(sha256)
+    @contextlib.contextmanager
+    def _request(self, key: str, headers: dict[str, str] | None = None) -> Iterator[Any]:
+        """A presigned GET of ``key``; yields the streaming response once its status is 2xx."""
         url = self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=600
         )
         try:
-            response = self._http.request("GET", url, preload_content=False)
+            response = self._http.request("GET", url, headers=headers, preload_content=False)
         except urllib3.exceptions.HTTPError as exc:
             raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
         try:
-            if response.status != 200:
+            if response.status not in (200, 206):
                 raise StoreError(f"reading {self.uri(key)} failed: HTTP {response.status}")
-            return cache.write_verified(sha256, response.stream(CHUNK))
+            yield response
         finally:
             response.release_conn()
 
-    def _parallel(self, work: Callable[[str], Any], items: list[str]) -> list[Any]:
+    def _download(self, sha256: str, cache: NodeCache) -> int:
+        with self._request(self.object_key(sha256)) as response:
+            return cache.write_verified(sha256, response.stream(CHUNK))
+
+    def _fetch_run(self, run: Run, cache: NodeCache) -> int:
+        """One ranged GET; each object in it lands in the cache only if its hash matches."""
+        key = self.pack_key(run.pack)
+        with self._request(key, {"Range": f"bytes={run.start}-{run.end - 1}"}) as response:
+            try:
+                data = response.read()
+            except urllib3.exceptions.HTTPError as exc:
+                raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
+        if response.status != 206 or len(data) != run.end - run.start:
+            raise StoreError(
+                f"{self.uri(key)} answered {len(data)} bytes (HTTP {response.status}) for "
+                f"bytes {run.start}-{run.end - 1}: the pack is shorter than its manifest says"
+            )
+        view = memoryview(data)
+        for sha256, offset, size in run.members:
+            cache.write_verified(sha256, [view[offset - run.start : offset - run.start + size]])
+        return sum(size for _, _, size in run.members)
+
+    def _parallel(
+        self, work: Callable[[Any], Any], items: list[Any], workers: int | None = None
+    ) -> list[Any]:
         if len(items) <= 1:
             return [work(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        with ThreadPoolExecutor(max_workers=workers or self.workers) as pool:
             return list(pool.map(work, items))
 
     # Objects
@@ -385,40 +524,46 @@ class DatasetStore:
 
     # Versions
 
+    def _upload_pack(self, members: list[str], files: dict[str, Path]) -> Pack:
+        offsets, parts, size = {}, [], 0
+        for sha256 in members:
+            offsets[sha256] = size
+            parts.append(files[sha256].read_bytes())
+            size += len(parts[-1])
+        data = b"".join(parts)
+        pack = Pack(sha256=hashlib.sha256(data).hexdigest(), size=size, offsets=offsets)
+        self._put(self.pack_key(pack.sha256), data)
+        return pack
+
     def push_version(
         self, manifest: VersionManifest, files: dict[str, Path], cache: NodeCache | None = None
     ) -> Transfer:
-        """Uploads the objects the store lacks, then the manifest.
+        """Packs and uploads the objects the newest earlier version lacks, then the manifest,
+        which names the earlier packs it shares and the new ones.
 
-        Objects named by the newest earlier manifest are known to be there (manifests go last);
-        the rest are checked one by one. ``cache`` adopts the local files, so this host can later
-        materialise the version without downloading what it already has.
+        ``cache`` adopts the local files, so this host can later materialise the version
+        without downloading what it already has.
         """
         needed = manifest.objects()
-        known = self._objects_of_latest()
-        candidates = sorted(set(needed) - known)
-
-        def upload(sha256: str) -> int | None:
-            if self.has(self.object_key(sha256)):
-                return None
-            data = files[sha256].read_bytes()
-            self._put(self.object_key(sha256), data)
-            return len(data)
-
-        sent = [n for n in self._parallel(upload, candidates) if n is not None]
+        reused = [p for p in self._packs_of_latest() if not needed.keys().isdisjoint(p.offsets)]
+        located = {sha256 for pack in reused for sha256 in pack.offsets}
+        new = {sha256: size for sha256, size in needed.items() if sha256 not in located}
+        packed = self._parallel(
+            lambda members: self._upload_pack(members, files), plan_packs(new), PACK_UPLOADS
+        )
         if cache is not None:
             for sha256, path in files.items():
                 cache.adopt(path, sha256)
-        self._put(self.manifest_key(manifest.version), manifest.model_dump_json().encode())
+        stored = manifest.model_copy(update={"packs": (*reused, *packed)})
+        self._put(self.manifest_key(manifest.version), stored.model_dump_json().encode())
         self._put(self.key("versions/LATEST"), manifest.version.encode())
-        return Transfer(objects=len(needed), transferred=len(sent), bytes=sum(sent))
+        return Transfer(len(needed), len(new), sum(new.values()), len(packed) + 2)
 
-    def _objects_of_latest(self) -> set[str]:
-        try:
-            latest = self.get_bytes(self.key("versions/LATEST")).decode()
-        except StoreError:
-            return set()
-        return set(self.load_manifest(latest).objects())
+    def _packs_of_latest(self) -> tuple[Pack, ...]:
+        latest_key = self.key("versions/LATEST")
+        if not self.has(latest_key):
+            return ()
+        return self.load_manifest(self.get_bytes(latest_key).decode()).packs
 
     def load_manifest(self, version: str) -> VersionManifest:
         return VersionManifest.model_validate_json(self.get_bytes(self.manifest_key(version)))
@@ -428,10 +573,66 @@ class DatasetStore:
 
         Returns the node-local data.yaml and what was downloaded.
         """
-        manifest = self.load_manifest(version)
+        text = self.get_bytes(self.manifest_key(version))
+        manifest = VersionManifest.model_validate_json(text)
         needed = manifest.objects()
-        missing = [sha256 for sha256 in sorted(needed) if not cache.has(sha256)]
+        missing = needed.keys() - cache.held()
+        runs = plan_runs(manifest, missing)
+        sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
+        data_yaml = cache.materialise(manifest, text)
+        return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(runs))
 
-        sizes = self._parallel(lambda sha256: self._download(sha256, cache), missing)
-        data_yaml = cache.materialise(manifest)
-        return data_yaml, Transfer(objects=len(needed), transferred=len(sizes), bytes=sum(sizes))
+    # Retention
+
+    def _listing(self, relative: str) -> Iterator[dict]:
+        """Every object under ``relative`` (Key, Size, LastModified), page by page."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(relative)):
+                yield from page.get("Contents", ())
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"listing {self.uri(self.key(relative))} failed: {exc}") from exc
+
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise StoreError(f"deleting from {self.uri(self.prefix)} failed: {exc}") from exc
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StoreError(f"deleting {first.get('Key')} failed: {first.get('Message')}")
+
+    def remove_unreferenced(
+        self, keep: set[str], grace: timedelta = PUSH_GRACE, now: datetime | None = None
+    ) -> StoreRetention:
+        """Deletes the manifests of versions not in ``keep`` (the newest pushed one always
+        stays: the next push builds on it), then every pack no kept manifest names that is
+        older than ``grace`` (a younger one may belong to a push under way).
+
+        Manifests go first, so a cut-short run leaves unreferenced packs (removed next
+        time), never a manifest without its packs."""
+        latest_key = self.key("versions/LATEST")
+        latest = self.get_bytes(latest_key).decode() if self.has(latest_key) else None
+        manifests = {
+            item["Key"].removeprefix(self.key("versions/")).removesuffix(".json"): item
+            for item in self._listing("versions/")
+            if item["Key"].endswith(".json")
+        }
+        kept = sorted(v for v in manifests if v in keep or v == latest)
+        removed = sorted(set(manifests) - set(kept))
+        referenced = {p.sha256 for v in kept for p in self.load_manifest(v).packs}
+        self._delete([manifests[v]["Key"] for v in removed])
+        freed = sum(manifests[v]["Size"] for v in removed)
+        cutoff = (now or datetime.now(UTC)) - grace
+        stale = [
+            item
+            for item in self._listing("packs/sha256/")
+            if item["Key"].rsplit("/", 1)[-1] not in referenced and item["LastModified"] <= cutoff
+        ]
+        self._delete([item["Key"] for item in stale])
+        freed += sum(item["Size"] for item in stale)
+        return StoreRetention(kept, removed, len(stale), freed)

@@ -5,7 +5,8 @@ weights, export) unless the store has them. A ``Localiser`` runs where a record 
 each path outside this worker's own Azaion root and node cache is replaced by the node-cache
 copy, fetched by sha256 (a dataset version is synced: only the objects the node lacks). A path
 under another root is never read even when it happens to be visible (one host, or a stray
-mount): a worker reads only what it owns or fetched and verified.
+mount): a worker reads only what it owns or fetched and verified. The champion travels the
+same way (``share_champion`` where it is promoted, ``stored_champion`` wherever it is read).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from azaion_pipeline.lib.champion import Champion
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.dataset_store import DatasetStore, NodeCache, version_manifest
 from azaion_pipeline.lib.distribution import Release
@@ -24,6 +26,31 @@ from azaion_pipeline.lib.train import TrainedWeights
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
+# The champion's record in the store (its files are objects by sha256), so any host reads it.
+CHAMPION_KEY = "models/champion.json"
+
+
+def share_champion(champion: Champion, store: DatasetStore) -> None:
+    """Makes ``champion`` the store's: its files by sha256 first, then its record."""
+    store.put_file(champion.weights, champion.weights_sha256)
+    if champion.onnx and champion.onnx_sha256:
+        store.put_file(champion.onnx, champion.onnx_sha256)
+    store.put_bytes(store.key(CHAMPION_KEY), champion.model_dump_json().encode())
+
+
+def stored_champion(store: DatasetStore, cache: NodeCache | None) -> Champion | None:
+    """The store's champion with its files in this node's ``cache`` (fetched once, verified);
+    without a cache, the record alone (its paths are the promoting host's)."""
+    key = store.key(CHAMPION_KEY)
+    if not store.has(key):
+        return None
+    champion = Champion.model_validate_json(store.get_bytes(key))
+    if cache is None:
+        return champion
+    update = {"weights": store.fetch_file(champion.weights_sha256, champion.weights.name, cache)}
+    if champion.onnx and champion.onnx_sha256:
+        update["onnx"] = store.fetch_file(champion.onnx_sha256, champion.onnx.name, cache)
+    return champion.model_copy(update=update)
 
 
 def share(record: Record, store: DatasetStore, cache: NodeCache) -> None:

@@ -11,11 +11,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 DEFAULT_REGION = "us-east-1"
 MAX_ATTEMPTS = 8
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
+# What S3 servers answer for a key that is not there (AWS, SeaweedFS and MinIO differ).
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 def s3_client(
@@ -44,3 +47,14 @@ def s3_client(
             signature_version="s3v4",  # presigned URLs too (they default to SigV2)
         ),
     )
+
+
+def object_exists(client: Any, bucket: str, key: str) -> bool:
+    """A HEAD of ``key``: False when it is missing; any other failure raises botocore's error."""
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
+            return False
+        raise
+    return True

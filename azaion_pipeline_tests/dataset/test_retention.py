@@ -9,6 +9,7 @@ import dagster as dg
 
 from azaion_pipeline.defs.dataset.retention import dataset_retention_job
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.champion import champion_record
 from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, catalogue_path, restore_catalogue
@@ -113,7 +114,10 @@ def test_the_job_keeps_the_champion_and_every_published_release(harness, layout)
         )
         result = dataset_retention_job.execute_in_process(
             instance=instance,
-            resources={"storage": AzaionStorage(root_dir=str(layout.root))},
+            resources={
+                "storage": AzaionStorage(root_dir=str(layout.root)),
+                "pipeline_store": PipelineStore(),  # off: the object store has its own test
+            },
             run_config={"ops": {"remove_unreferenced_dataset_files": {"config": {"keep_last": 1}}}},
         )
     assert result.success

@@ -1,8 +1,8 @@
 """full_pipeline_job on the Celery executor: two workers as if on two machines, no shared disk.
 
 Real parts only: a RabbitMQ broker, SeaweedFS as the pipeline store, the reference API and CDN,
-a Dagster instance in a temp DAGSTER_HOME that the launcher and both workers use (SQLite on one
-host here; PostgreSQL across hosts). The ``cpu`` worker's Azaion root holds the annotations; the
+a Dagster instance on a real PostgreSQL (``configs/dagster.postgres.yaml``, as across hosts) that
+the launcher and both workers use. The ``cpu`` worker's Azaion root holds the annotations; the
 ``gpu`` worker's root starts empty, as does the launcher's. The run launches from the CLI the way
 a user would.
 """
@@ -10,6 +10,7 @@ a user would.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from azaion_pipeline.services import rabbitmq
 from azaion_pipeline.services.seaweedfs import S3Server
 
 pytestmark = pytest.mark.slow
+DAGSTER_YAML = "dagster.yaml"
 
 WORKTREE = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -70,14 +72,18 @@ def services() -> Iterator[dict[str, str]]:
 class Cluster:
     """Two workers and a launcher, each with its own Azaion root, sharing broker, store, instance."""
 
-    def __init__(self, base: Path, broker, services: dict, s3: S3Server, prefix: str):
+    def __init__(self, base: Path, broker, services: dict, s3: S3Server, prefix: str, pg_env: dict):
         self.base = base
         self.dagster_home = base / "dagster_home"
         self.dagster_home.mkdir()
+        shutil.copyfile(
+            WORKTREE / "configs" / "dagster.postgres.yaml", self.dagster_home / DAGSTER_YAML
+        )
         self.roots = {name: base / f"root-{name}" for name in ("cpu", "gpu", "launcher")}
         self.env = {
             **os.environ,
             **services,
+            **pg_env,
             "PYTHONPATH": str(WORKTREE),
             "YOLO_OFFLINE": "1",
             "DAGSTER_HOME": str(self.dagster_home),
@@ -157,8 +163,10 @@ def step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     return found
 
 
-def test_full_pipeline_on_two_workers_without_a_shared_disk(tmp_path, broker, services, s3_server):
-    cluster = Cluster(tmp_path, broker, services, s3_server, "e2e/")
+def test_full_pipeline_on_two_workers_without_a_shared_disk(
+    tmp_path, broker, services, s3_server, pg_env
+):
+    cluster = Cluster(tmp_path, broker, services, s3_server, "e2e/", pg_env)
     catalog = ClassCatalog.load(load_settings().resolved_classes_file())
     cpu_layout = AzaionLayout.under(cluster.roots["cpu"])
     generate_sample_data(cpu_layout, catalog, 16, seed=11, size=(64, 64))
@@ -174,6 +182,7 @@ def test_full_pipeline_on_two_workers_without_a_shared_disk(tmp_path, broker, se
             for step in ("raw_annotations", "training_dataset", "onnx_model", "published_model"):
                 assert workers[step] == CPU_WORKER
             first = cluster.node_objects("gpu")
+        assert not list(cluster.dagster_home.rglob("*.db"))  # the instance is PostgreSQL only
 
         # The GPU host never saw the Azaion root: it trained on its synced node cache and
         # its weights reached the CPU host (exports, publishing) through the store.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,19 @@ import yaml
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.versions import YAML_KEYS, DatasetVersion, read_list
 from azaion_pipeline.lib.dataset_store import (
+    PACK_BYTES,
+    PUSH_GRACE,
     DatasetStore,
+    Listed,
+    ManifestEntry,
     NodeCache,
+    Pack,
     StoreError,
     VersionManifest,
+    build_manifest,
+    label_path_of,
+    plan_packs,
+    plan_runs,
     version_manifest,
 )
 from azaion_pipeline.lib.hashing import sha256_file
@@ -43,10 +53,12 @@ def object_hashes(dataset: DatasetVersion) -> set[str]:
 
 
 def node_labels(data_yaml: Path, split_key: str, monkeypatch) -> dict[str, list[list[float]]]:
-    """What ultralytics' loader gives for one split, by node image file name; it must take
-    the written labels.cache (a scan fails the test)."""
+    """What ultralytics' loader gives for one split, by node image file name, after the label
+    caches were written as training writes them; it must take them (a scan fails the test)."""
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
+
+    prepare_labels_caches(data_yaml)
 
     def no_scan(self, *args, **kwargs):
         raise AssertionError("ultralytics scanned: the written cache was not taken")
@@ -92,8 +104,9 @@ def test_a_version_syncs_into_an_empty_cache_and_again_costs_nothing(
             )
     facts = yaml.safe_load(node_yaml.read_text())
     assert facts["nc"] == 80 and facts["names"] == host.catalog.model_names()
-    # The node's copy names no catalogue: its caches came with the sync, not from here.
-    assert "azaion_catalogue" not in facts and prepare_labels_caches(node_yaml) == []
+    # The node's copy names no catalogue: its label caches come from the synced manifest.
+    assert "azaion_catalogue" not in facts and facts["azaion_manifest"] == "manifest.json"
+    assert not list(node_yaml.parent.glob("*/labels.cache"))  # a sync reads no label
     trained_on = node_labels(node_yaml, "train", monkeypatch)
     for file, boxes in trained_on.items():
         label_text = on_host[by_file[file].name][1].read_text()
@@ -120,8 +133,15 @@ def test_a_grown_version_transfers_only_the_new_objects(tmp_path, host, dataset_
     assert new_objects
     _, pushed = push(dataset_store, grown_version)
     assert pushed.transferred == len(new_objects)
+    # The grown version shares the first one's pack and adds one holding exactly the new objects.
+    first_packs = dataset_store.load_manifest(first_version.version).packs
+    grown_packs = dataset_store.load_manifest(grown_version.version).packs
+    assert grown_packs[: len(first_packs)] == first_packs
+    [new_pack] = grown_packs[len(first_packs) :]
+    assert set(new_pack.offsets) == new_objects
     _, pulled = dataset_store.pull_version(grown_version.version, cache)
     assert pulled.transferred == len(new_objects)
+    assert pulled.requests == 1
     assert pulled.objects == len(object_hashes(grown_version)) == first.objects + len(new_objects)
 
 
@@ -137,14 +157,28 @@ def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, host
 def test_an_object_with_wrong_bytes_is_refused_and_never_cached(tmp_path, host, dataset_store):
     host.add_samples(3, seed=5)
     dataset = host.version()
-    manifest, _ = push(dataset_store, dataset)
-    victim = manifest.entries[0].image_sha256
-    dataset_store.put_bytes(dataset_store.object_key(victim), b"tampered")
+    push(dataset_store, dataset)
+    [pack] = dataset_store.load_manifest(dataset.version).packs
+    data = bytearray(dataset_store.get_bytes(dataset_store.pack_key(pack.sha256)))
+    victim, offset = min(pack.offsets.items(), key=lambda item: item[1])
+    data[offset] ^= 0xFF  # one flipped byte, same length: only the hash can tell
+    dataset_store.put_bytes(dataset_store.pack_key(pack.sha256), bytes(data))
     cache = NodeCache(tmp_path / "node")
     with pytest.raises(StoreError, match=victim):
         dataset_store.pull_version(dataset.version, cache)
     assert not cache.has(victim)
     assert not list(cache.object_path(victim).parent.glob(".*.tmp"))
+
+
+def test_a_truncated_pack_is_refused(tmp_path, host, dataset_store):
+    host.add_samples(3, seed=9)
+    dataset = host.version()
+    push(dataset_store, dataset)
+    [pack] = dataset_store.load_manifest(dataset.version).packs
+    key = dataset_store.pack_key(pack.sha256)
+    dataset_store.put_bytes(key, dataset_store.get_bytes(key)[: pack.size // 2])
+    with pytest.raises(StoreError, match="shorter than its manifest"):
+        dataset_store.pull_version(dataset.version, NodeCache(tmp_path / "node"))
 
 
 def test_a_manifest_cannot_point_the_node_outside_its_cache(host):
@@ -210,5 +244,146 @@ def test_a_shared_version_is_localised_on_a_worker_without_the_root(tmp_path, ho
     local = Localiser(dataset_store, worker_cache, tmp_path / "gpu")(dataset)
     assert local.directory == local.data_yaml.parent
     assert local.data_yaml.is_relative_to(worker_cache.root)
-    cached = {p.parent.name for p in local.directory.glob("*/labels.cache")}
-    assert cached == {split for split, images in dataset.images.items() if images}
+    written = {p.parent.name for p in prepare_labels_caches(local.data_yaml)}
+    assert written == {split for split, images in dataset.images.items() if images}
+
+
+MIB = 2**20
+
+
+def planned_manifest(packs: list[dict[str, int]], sizes: dict[str, int]) -> VersionManifest:
+    """A manifest whose objects ``sizes`` sit in ``packs`` (sha256 -> offset each)."""
+    sha = {name: f"{ord(name):064x}" for name in sizes}
+    entries = [
+        ManifestEntry(
+            split="train",
+            name=f"{image}.jpg",
+            image_sha256=sha[image],
+            image_size=sizes[image],
+            label_sha256=sha[label],
+            label_size=sizes[label],
+            width=1,
+            height=1,
+        )
+        for image, label in zip(sorted(sizes)[::2], sorted(sizes)[1::2], strict=True)
+    ]
+    return VersionManifest(
+        version="v",
+        names={0: "a"},
+        entries=tuple(entries),
+        packs=tuple(
+            Pack(sha256=f"{n:064x}", size=0, offsets={sha[k]: o for k, o in offsets.items()})
+            for n, offsets in enumerate(packs)
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        ("abcd", [(0, 0, 4 * MIB - 2)]),  # adjacent, under RANGE_BYTES: one GET
+        ("ad", [(0, 0, 4 * MIB - 2)]),  # b and c are held but only 2 bytes: read across them
+        ("bc", [(0, MIB, MIB + 2)]),
+        ("", []),
+    ],
+)
+def test_missing_objects_are_fetched_in_few_ranged_gets(missing, expected):
+    sizes = {"a": MIB, "b": 1, "c": 1, "d": 3 * MIB - 4}
+    offsets = {"a": 0, "b": MIB, "c": MIB + 1, "d": MIB + 2}
+    manifest = planned_manifest([offsets], sizes)
+    shas = {f"{ord(k):064x}" for k in missing}
+    runs = plan_runs(manifest, shas)
+    assert [(0, r.start, r.end) for r in runs] == expected
+    assert {m[0] for r in runs for m in r.members} == shas
+
+
+def test_a_gap_or_a_long_run_starts_a_new_get_and_each_object_comes_once():
+    sizes = {"a": MIB, "b": MIB, "c": 4 * MIB - 1, "d": 2}
+    offsets = {"a": 0, "b": MIB, "c": 2 * MIB, "d": 6 * MIB - 1}
+    # d is in both packs: it comes from the first only
+    manifest = planned_manifest([offsets, {"d": 0}], sizes)
+    runs = plan_runs(manifest, {f"{ord(k):064x}" for k in "acd"})
+    # a, then c (b between them is a 1 MiB gap, over GAP_BYTES), c + d exceed RANGE_BYTES
+    assert [(r.start, r.end) for r in runs] == [
+        (0, MIB),
+        (2 * MIB, 6 * MIB - 1),
+        (6 * MIB - 1, 6 * MIB + 1),
+    ]
+    assert {r.pack for r in runs} == {f"{0:064x}"}
+
+
+def test_an_object_in_no_pack_is_an_error():
+    manifest = planned_manifest([{"a": 0}], {"a": 1, "b": 1})
+    with pytest.raises(StoreError, match="1 objects are in none of its packs"):
+        plan_runs(manifest, {f"{ord('b'):064x}"})
+
+
+def test_packs_stay_under_the_limit_and_a_large_object_goes_alone():
+    sizes = {"1" * 64: PACK_BYTES - 10, "2" * 64: 20, "3" * 64: PACK_BYTES + 5, "4" * 64: 5}
+    assert plan_packs(sizes) == [["1" * 64], ["2" * 64], ["3" * 64], ["4" * 64]]
+    assert plan_packs({"1" * 64: 5, "2" * 64: 5}) == [["1" * 64, "2" * 64]]
+    assert plan_packs({}) == []
+
+
+def synthetic_version(folder: Path, version: str, first: int, count: int, names):
+    """``count`` image/label pairs of their own under ``folder``: a version no other shares."""
+    listed = []
+    for index in range(first, first + count):
+        image = folder / IMAGES / f"{index:04d}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(f"image {index} ".encode() * 50)
+        label = label_path_of(image)
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(f"{index % 3} 0.{index:04d} 0.5 0.1 0.1\n")  # no two alike
+        listed.append(Listed("train", image, 64, 48))
+    return build_manifest(version, names, listed)
+
+
+def later() -> datetime:
+    """A moment after any push under way now would have finished."""
+    return datetime.now(UTC) + PUSH_GRACE + timedelta(minutes=1)
+
+
+def test_retention_removes_what_no_kept_version_needs_and_frees_its_bytes(tmp_path, dataset_store):
+    names = {0: "a", 1: "b", 2: "c"}
+    old, old_files = synthetic_version(tmp_path / "old", "old", 0, 4, names)
+    dataset_store.push_version(old, old_files)
+    published, published_files = synthetic_version(tmp_path / "pub", "published", 10, 4, names)
+    dataset_store.push_version(published, published_files)
+    grown, grown_files = synthetic_version(tmp_path / "pub", "grown", 10, 6, names)
+    dataset_store.push_version(grown, grown_files)  # the newest: reuses published's pack
+    [old_pack] = dataset_store.load_manifest("old").packs
+    old_manifest_bytes = len(dataset_store.get_bytes(dataset_store.manifest_key("old")))
+
+    freed = dataset_store.remove_unreferenced({"published"}, now=later())
+    assert freed.kept_versions == ["grown", "published"]  # the newest stays unasked
+    assert freed.removed_versions == ["old"] and freed.removed_packs == 1
+    assert freed.bytes_freed == old_pack.size + old_manifest_bytes
+    assert not dataset_store.has(dataset_store.pack_key(old_pack.sha256))
+    assert not dataset_store.has(dataset_store.manifest_key("old"))
+    # Every kept version still syncs in full into an empty cache.
+    for version, manifest in (("published", published), ("grown", grown)):
+        _, pulled = dataset_store.pull_version(version, NodeCache(tmp_path / f"node-{version}"))
+        assert pulled.transferred == len(manifest.objects())
+
+    again = dataset_store.remove_unreferenced({"published"}, now=later())
+    assert (again.removed_versions, again.removed_packs, again.bytes_freed) == ([], 0, 0)
+
+
+def test_retention_spares_a_fresh_pack_of_a_push_under_way(tmp_path, dataset_store):
+    """A push uploads packs before its manifest: one cut short (or still running) leaves packs
+    no manifest names yet; they go only once they are older than a push can take."""
+    names = {0: "a", 1: "b", 2: "c"}
+    kept, files = synthetic_version(tmp_path / "kept", "kept", 0, 2, names)
+    dataset_store.push_version(kept, files)
+    cut, cut_files = synthetic_version(tmp_path / "cut", "cut", 10, 2, names)
+    [members] = plan_packs(cut.objects())
+    orphan = dataset_store._upload_pack(members, cut_files)  # killed before its manifest
+
+    assert dataset_store.remove_unreferenced({"kept"}).removed_packs == 0
+    assert dataset_store.has(dataset_store.pack_key(orphan.sha256))
+    freed = dataset_store.remove_unreferenced({"kept"}, now=later())
+    assert (freed.removed_packs, freed.bytes_freed) == (1, orphan.size)
+    assert not dataset_store.has(dataset_store.pack_key(orphan.sha256))
+    _, pulled = dataset_store.pull_version("kept", NodeCache(tmp_path / "node"))
+    assert pulled.transferred == len(kept.objects())

@@ -19,6 +19,7 @@ from azaion_pipeline.defs.publish.assets import published_model, roundtrip_ok
 from azaion_pipeline.defs.publish.jobs import promote_job, rollback_job
 from azaion_pipeline.defs.publish.resources import AzaionApi, publish_resource_defs
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.devserver.users import add_user
 from azaion_pipeline.lib.champion import read_champion
 from azaion_pipeline.lib.channels import served_version
@@ -105,6 +106,7 @@ def resources(tmp_root: Path, **api_overrides) -> dict:
     return defs | {
         "storage": AzaionStorage(root_dir=str(tmp_root)),
         "io_manager": RecordIOManager(root_dir=str(tmp_root)),
+        "pipeline_store": PipelineStore(),
     }
 
 

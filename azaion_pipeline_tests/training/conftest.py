@@ -25,6 +25,7 @@ from azaion_pipeline.defs.dataset.raw_annotations import raw_annotations
 from azaion_pipeline.defs.dataset.training_dataset import training_dataset
 from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.defs.training.assets import trained_model
 from azaion_pipeline.defs.training.resources import YoloTrainer
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
@@ -61,6 +62,7 @@ def training_resources(root: Path, device: str = "cpu") -> dict:
     return {
         "storage": AzaionStorage(root_dir=str(root)),
         "io_manager": RecordIOManager(root_dir=str(root)),
+        "pipeline_store": PipelineStore(),  # off: one host
         "yolo_trainer": YoloTrainer(device=device, workers=0),
         "training_pipes_client": dg.PipesSubprocessClient(env={"YOLO_OFFLINE": "1"}),
     }

@@ -15,6 +15,7 @@ from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.publish.assets import published_model
 from azaion_pipeline.defs.publish.resources import publish_resource_defs
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.champion import promote_champion, read_champion
 from azaion_pipeline.lib.evaluation.promotion import ModelEvaluation
 from azaion_pipeline.lib.export import ExportedModel, ExportSettings, TensorrtExport, export_onnx
@@ -64,6 +65,7 @@ def run_gate(
         resources={
             "storage": AzaionStorage(root_dir=str(root)),
             "io_manager": RecordIOManager(root_dir=str(root)),
+            "pipeline_store": PipelineStore(),
         },
         run_config={"ops": {"model_evaluation_promotion_gate": {"config": gate}}},
         raise_on_error=False,
@@ -159,6 +161,7 @@ def test_a_refused_model_is_never_published_nor_crowned(
             **publish_resource_defs(),
             "storage": AzaionStorage(root_dir=str(tmp_path)),
             "io_manager": RecordIOManager(root_dir=str(tmp_path)),
+            "pipeline_store": PipelineStore(),
         },
         run_config={"ops": {"model_evaluation_promotion_gate": {"config": {"floor": 0.0}}}},
         raise_on_error=False,

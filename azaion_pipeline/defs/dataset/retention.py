@@ -6,9 +6,10 @@ from pydantic import Field
 from azaion_pipeline.defs.automation.settings import schedule_status
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.retention import DEFAULT_KEEP_SNAPSHOTS, apply_retention
+from azaion_pipeline.lib.dataset.versions import version_label
 from azaion_pipeline.lib.settings import automation_settings
 
 # Every published release names the dataset version it was trained on.
@@ -45,16 +46,17 @@ def published_dataset_versions(instance: dg.DagsterInstance) -> set[str]:
     description=(
         "Snapshots the catalogue, then removes dataset versions, store files, "
         "augmentation-settings folders and catalogue snapshots that neither the last K "
-        "versions, the champion nor any published release reference."
+        "versions, the champion nor any published release reference; with the object store "
+        "on, also their manifests and unreferenced packs there."
     ),
 )
 def remove_unreferenced_dataset_files(
-    context: dg.OpExecutionContext, storage: AzaionStorage
+    context: dg.OpExecutionContext, storage: AzaionStorage, pipeline_store: PipelineStore
 ) -> dg.Output[None]:
     config = config_of(context, RetentionConfig)
     layout = storage.layout()
     protected = published_dataset_versions(context.instance)
-    champion = read_champion(layout)
+    champion = pipeline_store.champion(layout, with_files=False)  # its dataset version only
     if champion and champion.dataset_version:
         protected.add(champion.dataset_version)
     with Catalogue.of(layout) as catalogue:
@@ -66,9 +68,23 @@ def remove_unreferenced_dataset_files(
         f"{report.removed_files} store files, {len(report.removed_settings)} settings folders, "
         f"{len(report.removed_snapshots)} catalogue snapshots; snapshot taken: {report.snapshot}"
     )
+    store_metadata = {}
+    if pipeline_store.enabled:  # the same versions kept in the object store
+        kept = {version_label(name) for name in report.kept_versions}
+        freed = pipeline_store.objects().remove_unreferenced(kept)
+        context.log.info(
+            f"object store: freed {freed.bytes_freed} bytes: {len(freed.removed_versions)} "
+            f"version manifests, {freed.removed_packs} packs"
+        )
+        store_metadata = {
+            "store_bytes_freed": freed.bytes_freed,
+            "store_removed_versions": dg.MetadataValue.json(freed.removed_versions),
+            "store_removed_packs": freed.removed_packs,
+        }
     return dg.Output(
         None,
-        metadata={
+        metadata=store_metadata
+        | {
             "bytes_freed": report.bytes_freed,
             "removed_versions": dg.MetadataValue.json(report.removed_versions),
             "removed_files": report.removed_files,

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.resources import AzaionStorage
-from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.evaluation.bootstrap import OVERALL
 from azaion_pipeline.lib.evaluation.gate import judge
 from azaion_pipeline.lib.evaluation.promotion import (
@@ -119,10 +119,13 @@ def model_evaluation_metadata(run: EvaluationRun) -> dict:
     ),
 )
 def model_evaluation(
-    context: dg.AssetExecutionContext, storage: AzaionStorage, onnx_model: ExportedModel
+    context: dg.AssetExecutionContext,
+    storage: AzaionStorage,
+    pipeline_store: PipelineStore,
+    onnx_model: ExportedModel,
 ) -> dg.Output[ModelEvaluation]:
     config = config_of(context, EvaluationConfig)
-    champion = read_champion(storage.layout())
+    champion = pipeline_store.champion(storage.layout())
     incumbent = (
         incumbent_of(
             champion,

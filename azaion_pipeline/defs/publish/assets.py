@@ -19,6 +19,7 @@ from azaion_pipeline.defs.publish.resources import (
     TufMetadata,
 )
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.lib.champion import promote_champion
 from azaion_pipeline.lib.channels import served_version
 from azaion_pipeline.lib.distribution import Release
@@ -114,6 +115,7 @@ def published_model(
     publish_keys: PublishKeys,
     tuf_metadata: TufMetadata,
     storage: AzaionStorage,
+    pipeline_store: PipelineStore,
     onnx_model: ExportedModel,
     coreml_model: ExportedModel,
     tensorrt_model: TensorrtExport,
@@ -159,7 +161,7 @@ def published_model(
         ) from exc
 
     # Only now, with the channel serving it, is this model the one edge devices load.
-    promote_champion(
+    champion = promote_champion(
         storage.layout(),
         source.weights_path,
         weights_sha256=source.weights_sha256,
@@ -169,6 +171,7 @@ def published_model(
         onnx=onnx_model.file.path,
         onnx_sha256=onnx_model.file.sha256,
     )
+    pipeline_store.share_champion(champion)  # readable by every host, GPU hosts included
     hashes = sorted(
         f"{a.manifest.file_name}:{a.manifest.plaintext.sha256}" for a in release.artifacts
     )

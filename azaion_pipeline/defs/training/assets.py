@@ -7,6 +7,7 @@ import dagster as dg
 from azaion_pipeline.defs.config import checked, config_of
 from azaion_pipeline.defs.executor import GPU_STEP_TAGS
 from azaion_pipeline.defs.resources import AzaionStorage
+from azaion_pipeline.defs.store import PipelineStore
 from azaion_pipeline.defs.training.resources import TrainingConfig, YoloTrainer
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.plots import png_markdown
@@ -70,13 +71,17 @@ def trained_weights_metadata(record: TrainedWeights) -> dict:
 def trained_model(
     context: dg.AssetExecutionContext,
     storage: AzaionStorage,
+    pipeline_store: PipelineStore,
     yolo_trainer: YoloTrainer,
     training_pipes_client: dg.PipesSubprocessClient,
     training_dataset: DatasetVersion,
 ) -> dg.Output[TrainedWeights]:
     config = config_of(context, TrainingConfig)
     try:
-        request = yolo_trainer.request(config, training_dataset, storage.layout())
+        layout = storage.layout()  # the champion from the store: a GPU host's root is empty
+        request = yolo_trainer.request(
+            config, training_dataset, layout, lambda: pipeline_store.champion(layout)
+        )
         device = preflight(request)
     except TrainingError as exc:
         raise dg.Failure(description=str(exc)) from exc

@@ -1,17 +1,19 @@
 """Training resources and tunables, and their default wiring."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from azaion_pipeline.defs.training.k8s import k8s_training_client, training_backend
-from azaion_pipeline.lib.champion import read_champion
+from azaion_pipeline.lib.champion import Champion
 from azaion_pipeline.lib.dataset.versions import DatasetVersion
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.settings import load_settings
 from azaion_pipeline.lib.train import (
+    INIT_CHAMPION,
     TrainingRequest,
     TrainingSettings,
     resolve_base_model,
@@ -38,9 +40,14 @@ class YoloTrainer(dg.ConfigurableResource):
     )
 
     def request(
-        self, config: TrainingConfig, dataset: DatasetVersion, layout: AzaionLayout
+        self,
+        config: TrainingConfig,
+        dataset: DatasetVersion,
+        layout: AzaionLayout,
+        champion_of: Callable[[], Champion | None],
     ) -> TrainingRequest:
-        champion = read_champion(layout)
+        """``champion_of`` is asked only for ``init: champion`` (it may download weights)."""
+        champion = champion_of() if config.init == INIT_CHAMPION else None
         init_weights, init_sha256 = resolve_init(
             config.init, champion.weights if champion else None
         )

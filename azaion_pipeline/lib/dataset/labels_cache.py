@@ -6,8 +6,9 @@ cache is written directly: the same dict, the same hash (paths, sizes, mtimes), 
 ultralytics loads it as its own and scans nothing. Correct under edits by construction:
 store files are named by content hash, so edited content has a new path.
 
-``write_labels_cache`` is the plain function (entries + target folder); a GPU node that
-synced a version from S3 calls it with the entries it received.
+``write_labels_cache`` is the plain function (entries + target folder);
+``prepare_labels_caches`` feeds it the facts a version's data.yaml names: the catalogue on
+the host that built it, the manifest on a GPU node that synced it from the object store.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.versions import YAML_KEYS, read_list
+from azaion_pipeline.lib.dataset_store import VersionManifest
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
 
 
@@ -86,18 +88,41 @@ def write_labels_cache(split_dir: Path, entries: Iterable[LabelEntry], class_cou
 
 
 def prepare_labels_caches(data_yaml: Path) -> list[Path]:
-    """Write the label caches of a version from the catalogue its data.yaml names. Called
+    """Write the label caches of a version from the facts its data.yaml names. Called
     before training, so versions never trained cost nothing.
 
-    One rule: caches come from wherever a version's facts are. A data.yaml that names no
-    catalogue is left alone: a node's copy of a version got its caches from the manifest
-    when it was synced (``dataset_store.NodeCache.materialise``); anything else is scanned
-    by ultralytics."""
+    One rule: caches come from wherever a version's facts are, the host's catalogue or a
+    node's synced manifest (``dataset_store``). A data.yaml that names neither is left
+    alone: ultralytics scans it."""
     spec = yaml.safe_load(Path(data_yaml).read_text())
-    if "azaion_catalogue" not in spec:
-        return []
-    written = []
     version_dir = Path(spec.get("path") or Path(data_yaml).parent).resolve()
+    if "azaion_manifest" in spec:
+        by_split = _manifest_entries(version_dir, version_dir / spec["azaion_manifest"])
+    elif "azaion_catalogue" in spec:
+        by_split = _catalogue_entries(spec, version_dir)
+    else:
+        return []
+    return [
+        write_labels_cache(version_dir / split, entries, int(spec["nc"]))
+        for split, entries in by_split.items()
+        if entries
+    ]
+
+
+def _manifest_entries(version_dir: Path, manifest: Path) -> dict[str, list[LabelEntry]]:
+    """Every listed image with its label, as the node's pool holds it."""
+    by_split: dict[str, list[LabelEntry]] = {split: [] for split in SPLITS}
+    for e in VersionManifest.model_validate_json(manifest.read_bytes()).entries:
+        label = version_dir / e.split / LABELS / e.label_file
+        by_split[e.split].append(LabelEntry(e.file, e.width, e.height, label.read_text()))
+    return by_split
+
+
+def _catalogue_entries(spec: dict, version_dir: Path) -> dict[str, list[LabelEntry]]:
+    """The catalogue's outputs the version lists. It forgets outputs of deleted annotations:
+    a split of an older version that lists one gets no entries, so ultralytics scans it
+    (slower, still correct)."""
+    by_split: dict[str, list[LabelEntry]] = {}
     with Catalogue(Path(spec["azaion_catalogue"])) as catalogue:
         for split in SPLITS:
             listing = spec.get(YAML_KEYS[split])
@@ -110,8 +135,5 @@ def prepare_labels_caches(data_yaml: Path) -> list[Path]:
                 LabelEntry(o.image, o.width, o.height, o.label_text)
                 for o in catalogue.outputs_named(spec["azaion_settings_key"], listed)
             ]
-            # The catalogue forgets outputs of deleted annotations: for an older version
-            # that lists one, ultralytics scans (slower, still correct).
-            if listed and len(entries) == len(listed):
-                written.append(write_labels_cache(version_dir / split, entries, int(spec["nc"])))
-    return written
+            by_split[split] = entries if len(entries) == len(listed) else []
+    return by_split

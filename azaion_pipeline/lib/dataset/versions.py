@@ -80,16 +80,21 @@ def version_id(catalogue: Catalogue, settings_key: str) -> tuple[str, dict[str, 
 
 
 def data_yaml_text(
-    model_names: dict[int, str], catalogue: Path | None = None, settings_key: str = ""
+    model_names: dict[int, str],
+    catalogue: Path | None = None,
+    settings_key: str = "",
+    manifest: str | None = None,
 ) -> str:
     """No ``path:``: ultralytics then resolves the lists beside data.yaml, so a version
-    folder can move (or be synced to a GPU node) as it is. ``catalogue`` is left out where
-    the label caches were written already (a node's copy, see ``dataset_store``)."""
+    folder can move (or be synced to a GPU node) as it is. Where the labels cache writer
+    (``labels_cache.prepare_labels_caches``) finds this version's boxes: the ``catalogue`` on
+    the host that built it, the synced ``manifest`` file (beside data.yaml) on a node."""
     spec: dict = {yaml_key: f"{split}.txt" for split, yaml_key in YAML_KEYS.items()}
     spec |= {"nc": len(model_names), "names": model_names}
     if catalogue is not None:
-        # Where the labels cache writer finds this version's boxes (labels_cache.prepare).
         spec |= {"azaion_catalogue": str(catalogue), "azaion_settings_key": settings_key}
+    if manifest is not None:
+        spec |= {"azaion_manifest": manifest}
     return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 
 

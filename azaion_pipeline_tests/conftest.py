@@ -1,4 +1,5 @@
-"""Shared fixtures: one real PostgreSQL per session, a fresh database per test."""
+"""Fixtures for every test folder: one real PostgreSQL per session, a fresh database per test
+(the deploy tests and the Celery run use it as the Dagster instance)."""
 
 from __future__ import annotations
 
