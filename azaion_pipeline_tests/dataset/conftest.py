@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -20,8 +21,10 @@ from azaion_pipeline.defs.io import RecordIOManager
 from azaion_pipeline.defs.resources import AzaionStorage
 from azaion_pipeline.lib.classes import ClassCatalog
 from azaion_pipeline.lib.dataset.annotations import ValidationRules
+from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.ingest import DEFAULT_RESCAN, IngestReport, ingest
+from azaion_pipeline.lib.dataset.versions import build_version
 from azaion_pipeline.lib.layout import AzaionLayout
 from azaion_pipeline.lib.sample_data import generate_sample_data
 from azaion_pipeline.lib.settings import PROJECT_ROOT
@@ -83,6 +86,21 @@ class Harness:
         validation = ValidationRules(self.catalog.valid_ids(), **rules)
         report = ingest(self.layout, catalogue, validation, include_seed, workers=1, rescan=rescan)
         return catalogue, report
+
+    def build(self, settings: AugmentSettings, **ingest) -> tuple[IngestReport, Any, Any]:
+        """ingest + augment + version through the lib, as the three assets do: the ingest
+        report, what was augmented, and the new version."""
+        catalogue, report = self.ingest(**ingest)
+        with catalogue:
+            augmented = augment_pending(catalogue, self.layout.processed, settings, 1)
+            built = build_version(
+                catalogue,
+                self.layout,
+                store_dir(self.layout.processed, settings),
+                settings.key,
+                self.catalog.model_names(),
+            )
+        return report, augmented, built
 
     def materialize(self, assets=DATASET_ASSETS, config=None, checks=()):
         """Run ``assets`` (and ``checks``) for real; config of other assets is dropped."""

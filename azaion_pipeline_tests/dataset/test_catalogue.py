@@ -14,7 +14,6 @@ from pathlib import Path
 
 from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, list_line
-from azaion_pipeline.lib.dataset.versions import build_version
 from azaion_pipeline.lib.intake.batches import BatchLog, BatchTally
 from azaion_pipeline.lib.intake.messages import AnnotationBulkMessage, AnnotationStatus
 from azaion_pipeline.lib.intake.store import Effect
@@ -60,28 +59,14 @@ def seal(layout, names: list[str], status=AnnotationStatus.VALIDATED) -> None:
     log.seal(tally.manifest("annotations", "test"), tally.names)
 
 
-def one_run(harness, settings: AugmentSettings, **ingest):
-    catalogue, report = harness.ingest(**ingest)
-    with catalogue:
-        augmented = augment_pending(catalogue, harness.layout.processed, settings, 1)
-        built = build_version(
-            catalogue,
-            harness.layout,
-            store_dir(harness.layout.processed, settings),
-            settings.key,
-            harness.catalog.model_names(),
-        )
-    return report, augmented, built
-
-
 def test_a_run_with_nothing_new_reads_no_annotation_file(harness, layout):
     harness.add_samples(25, seed=1, with_defects=True)
     settings = AugmentSettings(variants=1)
-    first = one_run(harness, settings)
+    first = harness.build(settings)
     assert first[0].validated_now > 0 and first[1].augmented > 0
 
     with counting():
-        report, augmented, built = one_run(harness, settings)
+        report, augmented, built = harness.build(settings)
     under_root = [p for p in OPENED if Path(p).is_relative_to(layout.root)]
     # SQLite opens its files natively; Python opened nothing under the root.
     assert under_root == []
@@ -96,11 +81,11 @@ def test_a_stream_fed_run_reads_only_the_names_its_new_batches_name(harness, lay
     first_samples = harness.add_samples(12, seed=3)
     seal(layout, first_samples.valid)
     settings = AugmentSettings(variants=0)
-    first = one_run(harness, settings)
+    first = harness.build(settings)
     assert first[0].listed  # no run read the batches yet: the folders are listed once
 
     with counting():
-        report, augmented, built = one_run(harness, settings)
+        report, augmented, built = harness.build(settings)
     assert not report.listed and report.validated_now == 0 and augmented.augmented == 0
     assert built.reused and built.id == first[2].id
     under_root = [p for p in OPENED if Path(p).is_relative_to(layout.root)]
@@ -110,7 +95,7 @@ def test_a_stream_fed_run_reads_only_the_names_its_new_batches_name(harness, lay
     [added] = harness.add_samples(1, seed=4).valid
     seal(layout, [added])
     with counting():
-        report, augmented, built = one_run(harness, settings)
+        report, augmented, built = harness.build(settings)
     assert not report.listed
     assert (report.accepted, report.validated_now, augmented.augmented) == ([added], 1, 1)
     assert [p for p in LISTED if Path(p).is_relative_to(layout.root)] == []
@@ -131,7 +116,7 @@ def test_a_stream_fed_run_reads_only_the_names_its_new_batches_name(harness, lay
     (layout.data / "images" / f"{gone}.jpg").unlink()
     (layout.data / "labels" / f"{gone}.txt").unlink()
     seal(layout, [gone], AnnotationStatus.DELETED)
-    report, _, removed = one_run(harness, settings)
+    report, _, removed = harness.build(settings)
     assert report.removed == [gone] and report.validated_now == 0
     assert sum(removed.images.values()) == sum(built.images.values()) - 1
     assert gone_line in set().union(*_lists(built.directory).values())
@@ -143,7 +128,7 @@ def test_an_edit_beside_the_stream_waits_for_the_rescan(harness, layout):
     the first run with other folders or rules."""
     samples = harness.add_samples(8, seed=5)
     seal(layout, samples.valid)
-    one_run(harness, AugmentSettings(variants=0))
+    harness.build(AugmentSettings(variants=0))
     label = layout.data / "labels" / f"{samples.valid[1]}.txt"
     label.write_text(label.read_text() + label.read_text().splitlines()[0] + "\n")
 

@@ -14,21 +14,8 @@ from azaion_pipeline.lib.champion import champion_record
 from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
 from azaion_pipeline.lib.dataset.catalogue import Catalogue, catalogue_path, restore_catalogue
 from azaion_pipeline.lib.dataset.retention import apply_retention, snapshots, version_label
-from azaion_pipeline.lib.dataset.versions import build_version, read_list
+from azaion_pipeline.lib.dataset.versions import read_list
 from azaion_pipeline.lib.layout import SPLITS
-
-
-def version_now(harness, settings: AugmentSettings):
-    catalogue, _ = harness.ingest()
-    with catalogue:
-        augment_pending(catalogue, harness.layout.processed, settings, 1)
-        return build_version(
-            catalogue,
-            harness.layout,
-            store_dir(harness.layout.processed, settings),
-            settings.key,
-            harness.catalog.model_names(),
-        )
 
 
 def delete(layout, name: str) -> None:
@@ -46,12 +33,12 @@ def store_images(layout, settings) -> set[str]:
 
 def three_versions(harness, layout, settings):
     report = harness.add_samples(8, seed=1)  # 7 in data/
-    published = version_now(harness, settings)
+    published = harness.build(settings)[2]
     delete(layout, report.valid[0])
-    middle = version_now(harness, settings)
+    middle = harness.build(settings)[2]
     delete(layout, report.valid[1])
     harness.add_samples(2, seed=2)
-    newest = version_now(harness, settings)
+    newest = harness.build(settings)[2]
     return report, published, middle, newest
 
 
@@ -92,7 +79,7 @@ def test_the_job_keeps_the_champion_and_every_published_release(harness, layout)
     settings = AugmentSettings(variants=1)
     report, published, champion_version, removable = three_versions(harness, layout, settings)
     delete(layout, report.valid[2])
-    newest = version_now(harness, settings)
+    newest = harness.build(settings)[2]
     champion = champion_record(layout)
     champion.parent.mkdir(parents=True, exist_ok=True)
     champion.write_text(
@@ -132,16 +119,16 @@ def test_the_job_keeps_the_champion_and_every_published_release(harness, layout)
 def test_snapshots_keep_the_newest_and_those_kept_versions_need_and_restore(harness, layout):
     settings = AugmentSettings(variants=0)
     report = harness.add_samples(8, seed=3)  # 7 in data/
-    first = version_now(harness, settings)
+    first = harness.build(settings)[2]
     with Catalogue.of(layout) as catalogue:
         first_snapshot = apply_retention(catalogue, layout, 5, set(), keep_snapshots=1).snapshot
     delete(layout, report.valid[0])
-    version_now(harness, settings)
+    harness.build(settings)[2]
     with Catalogue.of(layout) as catalogue:
         second = apply_retention(catalogue, layout, 5, set(), keep_snapshots=1)
     assert second.removed_snapshots == []  # each is the snapshot of a kept version
     harness.add_samples(2, seed=4)
-    newest = version_now(harness, settings)
+    newest = harness.build(settings)[2]
 
     size = second.snapshot.stat().st_size
     with Catalogue.of(layout) as catalogue:
@@ -157,5 +144,5 @@ def test_snapshots_keep_the_newest_and_those_kept_versions_need_and_restore(harn
     with Catalogue.of(layout) as catalogue:
         assert catalogue.get(report.valid[0]) is not None
         assert [v["name"] for v in catalogue.versions()] == [first.name]
-    again = version_now(harness, settings)  # a run on the restored catalogue catches up
+    again = harness.build(settings)[2]  # a run on the restored catalogue catches up
     assert again.id == newest.id and again.images == newest.images

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from azaion_pipeline.lib.dataset import checks
-from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
+from azaion_pipeline.lib.dataset.augment import AugmentSettings
 from azaion_pipeline.lib.dataset.catalogue import EXCLUDED, Accepted, Catalogue
 from azaion_pipeline.lib.dataset.provenance import provenance_path
 from azaion_pipeline.lib.dataset.split import (
@@ -18,7 +18,6 @@ from azaion_pipeline.lib.dataset.split import (
     cross_split_twins,
     split_of,
 )
-from azaion_pipeline.lib.dataset.versions import build_version
 from azaion_pipeline.lib.layout import SPLITS
 
 BOX = "0 0.500000 0.500000 0.200000 0.200000\n"
@@ -161,7 +160,7 @@ def test_provenance_after_the_split_never_leaks_a_video(harness, layout):
     for seed, name in enumerate(names):
         write(layout, terrain(400 + seed), name)
     settings = AugmentSettings(variants=0)
-    before_version = _version(harness, settings)
+    before_version = harness.build(settings)[2]
     before = splits(harness)
 
     for seed, name in enumerate(names):
@@ -175,22 +174,9 @@ def test_provenance_after_the_split_never_leaks_a_video(harness, layout):
     assert all(after[name] == (EXCLUDED if name in left else kept) for name in names)
     assert all("video-late.mp4" in report.splits.excluded[name] for name in left)
 
-    version = _version(harness, settings)
+    version = harness.build(settings)[2]
     assert sum(version.images.values()) == sum(before_version.images.values()) - len(left)
     listed = "".join((version.directory / f"{s}.txt").read_text() for s in SPLITS)
     with Catalogue.of(layout) as catalogue:
         sources = {o.source for s in SPLITS for o in catalogue.split_entries(settings.key, s)}
     assert sources == set(names) - left and listed.count("\n") == len(names) - len(left)
-
-
-def _version(harness, settings):
-    catalogue, _ = harness.ingest()
-    with catalogue:
-        augment_pending(catalogue, harness.layout.processed, settings, 1)
-        return build_version(
-            catalogue,
-            harness.layout,
-            store_dir(harness.layout.processed, settings),
-            settings.key,
-            harness.catalog.model_names(),
-        )

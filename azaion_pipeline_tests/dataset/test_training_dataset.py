@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from azaion_pipeline.lib.dataset.augment import AugmentSettings, augment_pending, store_dir
+from azaion_pipeline.lib.dataset.augment import AugmentSettings
 from azaion_pipeline.lib.dataset.catalogue import Catalogue
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.split import SplitShares, split_of
-from azaion_pipeline.lib.dataset.versions import build_version, read_list
+from azaion_pipeline.lib.dataset.versions import read_list
 from azaion_pipeline.lib.evaluation.slices import SIZE_BUCKETS_FILE, ensure_size_buckets
 from azaion_pipeline.lib.layout import SPLITS
 
@@ -50,18 +50,8 @@ def sources_by_split(version_dir: Path) -> dict[str, set[str]]:
 
 
 def version_now(harness, variants: int = 2):
-    """ingest + augment + version through the lib, as the three assets do."""
-    settings = AugmentSettings(variants=variants)
-    catalogue, report = harness.ingest()
-    with catalogue:
-        augment_pending(catalogue, harness.layout.processed, settings, 1)
-        built = build_version(
-            catalogue,
-            harness.layout,
-            store_dir(harness.layout.processed, settings),
-            settings.key,
-            harness.catalog.model_names(),
-        )
+    """The new version and the ingest report."""
+    report, _, built = harness.build(AugmentSettings(variants=variants))
     return built, report
 
 
