@@ -114,11 +114,16 @@ def test_full_pipeline_then_the_daemon_ticks_the_sensor_and_the_schedule(tmp_pat
         "AZAION_ROOT_DIR": str(root),
         "YOLO_OFFLINE": "1",
     }
-    # 1. The whole pipeline (`azaion-pipeline demo`: sample data, every asset, tiny training,
-    # exports, publishing to the local API and S3) on the PostgreSQL instance.
+    # 1. The whole pipeline (`azaion-pipeline demo`: every asset, tiny training, exports,
+    # publishing to the local API and S3) on the PostgreSQL instance. The annotations are in the
+    # folders beforehand, so this root is folder-fed: new_annotations_sensor watches it (a
+    # stream-fed root is sealed_batches_sensor's, tested in intake/).
+    layout = AzaionLayout.under(root)
+    catalog = ClassCatalog.load(load_settings().resolved_classes_file())
+    generate_sample_data(layout, catalog, 32, 0)
     demo = azaion_cli("demo", "--images", "32", env=env)
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
-    # The demo's own job (its intake batches ran as runs of intake_batch_job before it).
+    # The demo's own job.
     [(demo_run,)] = rows(
         pg_env, "SELECT run_id FROM runs WHERE status = 'SUCCESS' AND pipeline_name = 'demo_job'"
     )
@@ -136,8 +141,7 @@ def test_full_pipeline_then_the_daemon_ticks_the_sensor_and_the_schedule(tmp_pat
     # 2. New annotations arrive; the real daemon ticks the sensor (ingest run) and the schedule
     # (retrain run). Retrain runs are held in the queue by a limit of 0 added for this test:
     # production training defaults take hours on a CPU, and the tick is what is tested.
-    layout = AzaionLayout.under(root)
-    generate_sample_data(layout, ClassCatalog.load(load_settings().resolved_classes_file()), 6, 7)
+    generate_sample_data(layout, catalog, 6, 7)
     config_path = home / "dagster.yaml"
     config = yaml.safe_load(config_path.read_text())
     config["concurrency"]["runs"]["tag_concurrency_limits"].append(
