@@ -150,6 +150,61 @@ class VersionManifest(BaseModel):
         return sizes
 
 
+class VersionDelta(BaseModel):
+    """How a version differs from the one pushed before it (its parent), written beside its
+    manifest: a node that materialised the parent derives the manifest from its own copy
+    instead of fetching and parsing the whole one, and checks the result by its hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(pattern=r"^\w[\w.-]*$")
+    parent: str = Field(pattern=r"^\w[\w.-]*$")
+    parent_sha256: str  # of the parent's manifest as stored: a node's copy must match it
+    sha256: str  # of this version's manifest as stored: the derivation must give these bytes
+    names: dict[int, str]
+    removed: tuple[int, ...]  # positions of the parent's entries this version drops
+    added: tuple[tuple[int, ManifestEntry], ...]  # new entries at their positions here
+    dropped_packs: tuple[str, ...]  # the parent's packs this version no longer needs
+    packs: tuple[Pack, ...]  # new packs, after the parent's it keeps
+
+    @classmethod
+    def between(cls, parent: VersionManifest, parent_text: bytes, stored: bytes) -> VersionDelta:
+        """The delta from ``parent`` (stored as ``parent_text``) to the manifest ``stored``."""
+        manifest = VersionManifest.model_validate_json(stored)
+        now, before = set(manifest.entries), set(parent.entries)
+        kept, held = {p.sha256 for p in manifest.packs}, {p.sha256 for p in parent.packs}
+        return cls(
+            version=manifest.version,
+            parent=parent.version,
+            parent_sha256=hashlib.sha256(parent_text).hexdigest(),
+            sha256=hashlib.sha256(stored).hexdigest(),
+            names=manifest.names,
+            removed=tuple(i for i, e in enumerate(parent.entries) if e not in now),
+            added=tuple((i, e) for i, e in enumerate(manifest.entries) if e not in before),
+            dropped_packs=tuple(p.sha256 for p in parent.packs if p.sha256 not in kept),
+            packs=tuple(p for p in manifest.packs if p.sha256 not in held),
+        )
+
+    def apply(self, parent: VersionManifest) -> tuple[VersionManifest, bytes] | None:
+        """This version's manifest and its stored text, derived from ``parent``; None when
+        the bytes differ from the pushed ones (entries reordered, another parent)."""
+        removed, added = set(self.removed), dict(self.added)
+        kept = (e for i, e in enumerate(parent.entries) if i not in removed)
+        entries = []
+        for i in range(len(parent.entries) - len(removed) + len(added)):
+            entry = added[i] if i in added else next(kept, None)
+            if entry is None:  # the positions fit no such parent
+                return None
+            entries.append(entry)
+        dropped = set(self.dropped_packs)
+        packs = (*(p for p in parent.packs if p.sha256 not in dropped), *self.packs)
+        manifest = VersionManifest.model_construct(
+            version=self.version, names=self.names, entries=tuple(entries), packs=packs
+        )
+        text = manifest.model_dump_json().encode()
+        return (manifest, text) if hashlib.sha256(text).hexdigest() == self.sha256 else None
+
+
 @dataclass(frozen=True)
 class Transfer:
     """What one push or pull moved: objects needed, objects actually sent, their bytes, and
@@ -360,27 +415,47 @@ class NodeCache:
             link_or_copy(self.object_path(sha256), target)
         return target
 
-    def materialise(self, manifest: VersionManifest, text: bytes) -> Path:
+    def materialised(self, version: str, sha256: str) -> VersionManifest | None:
+        """The manifest of ``version`` as materialised here, if its stored bytes hash to
+        ``sha256`` (its objects and pool links are then here: the manifest is written after
+        them); None otherwise."""
+        try:
+            text = (self.root / "versions" / version / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(text).hexdigest() != sha256:
+            return None
+        return VersionManifest.model_validate_json(text)
+
+    def materialise(
+        self, manifest: VersionManifest, text: bytes, new: Iterable[ManifestEntry] | None = None
+    ) -> Path:
         """The version folder for ``manifest`` (whose objects must be here), with ``text``, the
         manifest as stored, beside its data.yaml (written last, which it returns): the label
         caches are written from it before training (``labels_cache.prepare_labels_caches``),
-        as the host writes them from its catalogue; a sync pays nothing per label."""
+        as the host writes them from its catalogue; a sync pays nothing per label.
+
+        ``new``: the entries that may lack pool links (by default, every one the pool lacks;
+        for a version derived from one materialised here, the added ones)."""
         pool = self.root / "pool"
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
-        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
-        pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
+        if new is None:
+            pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
+            new = (e for e in manifest.entries if e.label_file not in pooled)
+        for entry in new:  # the label goes last: a pair with a label is complete
+            _place(
+                f"{objects}/{entry.image_sha256[:2]}/{entry.image_sha256}",
+                f"{pool}/{IMAGES}/{entry.file}",
+            )
+            _place(
+                f"{objects}/{entry.label_sha256[:2]}/{entry.label_sha256}",
+                f"{pool}/{LABELS}/{entry.label_file}",
+            )
+        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
         for entry in manifest.entries:
-            file, label_file = entry.file, entry.label_file
-            label = f"{pool}/{LABELS}/{label_file}"
-            if label_file not in pooled:  # the label goes last: a pair with a label is complete
-                for sha256, target in (
-                    (entry.image_sha256, f"{pool}/{IMAGES}/{file}"),
-                    (entry.label_sha256, label),
-                ):
-                    _place(f"{objects}/{sha256[:2]}/{sha256}", target)
-            lines[entry.split].append(f"{list_line(entry.split, file)}\n")
+            lines[entry.split].append(f"{list_line(entry.split, entry.file)}\n")
         version_dir = self.root / "versions" / manifest.version
         for split, listed in lines.items():
             split_dir = version_dir / split
@@ -428,6 +503,9 @@ class DatasetStore:
 
     def manifest_key(self, version: str) -> str:
         return self.key(f"versions/{version}.json")
+
+    def delta_key(self, version: str) -> str:
+        return self.key(f"deltas/{version}.json")
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -538,14 +616,17 @@ class DatasetStore:
     def push_version(
         self, manifest: VersionManifest, files: dict[str, Path], cache: NodeCache | None = None
     ) -> Transfer:
-        """Packs and uploads the objects the newest earlier version lacks, then the manifest,
-        which names the earlier packs it shares and the new ones.
+        """Packs and uploads the objects the newest earlier version (the parent) lacks, then
+        the delta from the parent, then the manifest, which names the parent's packs it shares
+        and the new ones.
 
         ``cache`` adopts the local files, so this host can later materialise the version
         without downloading what it already has.
         """
         needed = manifest.objects()
-        reused = [p for p in self._packs_of_latest() if not needed.keys().isdisjoint(p.offsets)]
+        parent = self._latest()
+        parent_packs = parent[0].packs if parent else ()
+        reused = [p for p in parent_packs if not needed.keys().isdisjoint(p.offsets)]
         located = {sha256 for pack in reused for sha256 in pack.offsets}
         new = {sha256: size for sha256, size in needed.items() if sha256 not in located}
         packed = self._parallel(
@@ -555,15 +636,23 @@ class DatasetStore:
             for sha256, path in files.items():
                 cache.adopt(path, sha256)
         stored = manifest.model_copy(update={"packs": (*reused, *packed)})
-        self._put(self.manifest_key(manifest.version), stored.model_dump_json().encode())
+        text = stored.model_dump_json().encode()
+        requests = len(packed) + 2
+        if parent and parent[0].version != manifest.version:
+            delta = VersionDelta.between(*parent, text)
+            self._put(self.delta_key(manifest.version), delta.model_dump_json().encode())
+            requests += 1
+        self._put(self.manifest_key(manifest.version), text)
         self._put(self.key("versions/LATEST"), manifest.version.encode())
-        return Transfer(len(needed), len(new), sum(new.values()), len(packed) + 2)
+        return Transfer(len(needed), len(new), sum(new.values()), requests)
 
-    def _packs_of_latest(self) -> tuple[Pack, ...]:
+    def _latest(self) -> tuple[VersionManifest, bytes] | None:
+        """The newest pushed version's manifest and its stored text."""
         latest_key = self.key("versions/LATEST")
         if not self.has(latest_key):
-            return ()
-        return self.load_manifest(self.get_bytes(latest_key).decode()).packs
+            return None
+        text = self.get_bytes(self.manifest_key(self.get_bytes(latest_key).decode()))
+        return VersionManifest.model_validate_json(text), text
 
     def load_manifest(self, version: str) -> VersionManifest:
         return VersionManifest.model_validate_json(self.get_bytes(self.manifest_key(version)))
@@ -573,14 +662,36 @@ class DatasetStore:
 
         Returns the node-local data.yaml and what was downloaded.
         """
-        text = self.get_bytes(self.manifest_key(version))
-        manifest = VersionManifest.model_validate_json(text)
-        needed = manifest.objects()
-        missing = needed.keys() - cache.held()
+        derived = self._derived(version, cache)
+        if derived:  # the parent's objects and pool links are here: check only the added ones
+            manifest, text, added = derived
+            missing = {
+                sha256
+                for entry in added
+                for sha256 in (entry.image_sha256, entry.label_sha256)
+                if not cache.has(sha256)
+            }
+        else:
+            text, added = self.get_bytes(self.manifest_key(version)), None
+            manifest = VersionManifest.model_validate_json(text)
+            missing = manifest.objects().keys() - cache.held()
         runs = plan_runs(manifest, missing)
         sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
-        data_yaml = cache.materialise(manifest, text)
-        return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(runs))
+        data_yaml = cache.materialise(manifest, text, added)
+        return data_yaml, Transfer(len(manifest.objects()), len(missing), sum(sizes), len(runs))
+
+    def _derived(
+        self, version: str, cache: NodeCache
+    ) -> tuple[VersionManifest, bytes, list[ManifestEntry]] | None:
+        """``version``'s manifest, its text and added entries from its delta and the parent
+        ``cache`` materialised; None when the store has no delta or the node not that parent."""
+        key = self.delta_key(version)
+        if not self.has(key):  # the first version, or one pushed again over itself
+            return None
+        delta = VersionDelta.model_validate_json(self.get_bytes(key))
+        parent = cache.materialised(delta.parent, delta.parent_sha256)
+        derived = delta.apply(parent) if parent and delta.version == version else None
+        return (*derived, [entry for _, entry in delta.added]) if derived else None
 
     # Retention
 
@@ -609,9 +720,9 @@ class DatasetStore:
     def remove_unreferenced(
         self, keep: set[str], grace: timedelta = PUSH_GRACE, now: datetime | None = None
     ) -> StoreRetention:
-        """Deletes the manifests of versions not in ``keep`` (the newest pushed one always
-        stays: the next push builds on it), then every pack no kept manifest names that is
-        older than ``grace`` (a younger one may belong to a push under way).
+        """Deletes the manifests and deltas of versions not in ``keep`` (the newest pushed one
+        always stays: the next push builds on it), then every pack no kept manifest names that
+        is older than ``grace`` (a younger one may belong to a push under way).
 
         Manifests go first, so a cut-short run leaves unreferenced packs (removed next
         time), never a manifest without its packs."""
@@ -627,6 +738,13 @@ class DatasetStore:
         referenced = {p.sha256 for v in kept for p in self.load_manifest(v).packs}
         self._delete([manifests[v]["Key"] for v in removed])
         freed = sum(manifests[v]["Size"] for v in removed)
+        deltas = [
+            item
+            for item in self._listing("deltas/")
+            if item["Key"].removeprefix(self.key("deltas/")).removesuffix(".json") not in kept
+        ]
+        self._delete([item["Key"] for item in deltas])
+        freed += sum(item["Size"] for item in deltas)
         cutoff = (now or datetime.now(UTC)) - grace
         stale = [
             item
