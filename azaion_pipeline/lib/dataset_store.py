@@ -5,10 +5,13 @@ into packs, ``{prefix}packs/sha256/{ab}/{abcd...}`` (each named by its own hash,
 ``PACK_BYTES``), then one manifest per version, ``{prefix}versions/{version}.json``, written last,
 so a manifest in the store means all its packs are there. The manifest lists every object by
 sha256 and where it sits (pack and offset): a grown version reuses the earlier packs and adds
-one for its new objects. A worker that cannot see the Azaion root pulls a version into its node
-cache (objects keyed by sha256, only what it lacks, through ranged GETs that cover runs of
-missing objects, in parallel, each object verified, atomic) and materialises it for
-ultralytics in the shape ``versions.build_version`` gives on the host:
+one for its new objects; its push writes ``{prefix}deltas/{version}.json`` too (``VersionDelta``,
+before the manifest), from which a node that materialised the parent derives the manifest from
+its own copy, both checked by sha256, touching only the added entries. A worker that cannot
+see the Azaion root pulls a version into its node cache (objects keyed by sha256, only what it
+lacks, through ranged GETs that cover runs of missing objects, in parallel, each object
+verified, atomic) and materialises it for ultralytics in the shape ``versions.build_version``
+gives on the host:
 
     {cache}/objects/sha256/ab/abcd...                          the objects
     {cache}/pool/images/{pair}.jpg, pool/labels/{pair}.txt     hard links, shared by all versions
