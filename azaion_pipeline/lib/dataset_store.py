@@ -165,6 +165,7 @@ class VersionDelta(BaseModel):
     parent_sha256: str  # of the parent's manifest as stored: a node's copy must match it
     sha256: str  # of this version's manifest as stored: the derivation must give these bytes
     names: dict[int, str]
+    objects: int  # distinct objects the version needs, as a sync reports them
     removed: tuple[int, ...]  # positions of the parent's entries this version drops
     added: tuple[tuple[int, ManifestEntry], ...]  # new entries at their positions here
     dropped_packs: tuple[str, ...]  # the parent's packs this version no longer needs
@@ -182,30 +183,94 @@ class VersionDelta(BaseModel):
             parent_sha256=hashlib.sha256(parent_text).hexdigest(),
             sha256=hashlib.sha256(stored).hexdigest(),
             names=manifest.names,
+            objects=len(manifest.objects()),
             removed=tuple(i for i, e in enumerate(parent.entries) if e not in now),
             added=tuple((i, e) for i, e in enumerate(manifest.entries) if e not in before),
             dropped_packs=tuple(p.sha256 for p in parent.packs if p.sha256 not in kept),
             packs=tuple(p for p in manifest.packs if p.sha256 not in held),
         )
 
-    def apply(self, parent: VersionManifest) -> tuple[VersionManifest, bytes] | None:
-        """This version's manifest and its stored text, derived from ``parent``; None when
+    def apply(self, parent_text: bytes, parent_lines: Lines) -> tuple[bytes, Lines] | None:
+        """This version's manifest as stored and its list lines, spliced from the parent's text
+        and list lines (no entry parsed: the parent's were checked by their hash); None when
         the bytes differ from the pushed ones (entries reordered, another parent)."""
+        parts = _manifest_parts(parent_text)
+        if parts is None:
+            return None
+        _, entries, packs = parts
+        lines_of = {split: iter(listed) for split, listed in parent_lines.items()}
         removed, added = set(self.removed), dict(self.added)
-        kept = (e for i, e in enumerate(parent.entries) if i not in removed)
-        entries = []
-        for i in range(len(parent.entries) - len(removed) + len(added)):
-            entry = added[i] if i in added else next(kept, None)
-            if entry is None:  # the positions fit no such parent
+        kept = []  # (entry text, split, list line) of each parent entry this version keeps
+        for index, entry in enumerate(entries):
+            split = entry[_SPLIT_AT : entry.find(b'"', _SPLIT_AT)].decode()
+            line = next(lines_of.get(split, iter(())), None)
+            if index not in removed:
+                kept.append((entry, split, line))
+        if any(next(rest, None) is not None for rest in lines_of.values()):
+            return None  # the parent's lists are longer than its manifest
+        placed = iter(kept)
+        texts, lines = [], {split: [] for split in SPLITS}
+        for index in range(len(kept) + len(added)):
+            if index in added:
+                entry = added[index]
+                text, split = entry.model_dump_json().encode(), entry.split
+                line = f"{list_line(split, entry.file)}\n"
+            else:
+                text, split, line = next(placed)
+            if line is None:  # the parent's lists are shorter than its manifest
                 return None
-            entries.append(entry)
-        dropped = set(self.dropped_packs)
-        packs = (*(p for p in parent.packs if p.sha256 not in dropped), *self.packs)
-        manifest = VersionManifest.model_construct(
-            version=self.version, names=self.names, entries=tuple(entries), packs=packs
+            texts.append(text)
+            lines[split].append(line)
+        dropped = {sha256.encode() for sha256 in self.dropped_packs}
+        packs = [p for p in packs if p[_SHA256_AT : _SHA256_AT + 64] not in dropped]
+        packs += [p.model_dump_json().encode() for p in self.packs]
+        header = (
+            VersionManifest.model_construct(
+                version=self.version, names=self.names, entries=(), packs=()
+            )
+            .model_dump_json()
+            .encode()
         )
-        text = manifest.model_dump_json().encode()
-        return (manifest, text) if hashlib.sha256(text).hexdigest() == self.sha256 else None
+        text = b"".join(
+            (
+                header[: header.find(_ENTRIES)],
+                _ENTRIES,
+                b",".join(texts),
+                _PACKS,
+                b",".join(packs),
+                b"]}",
+            )
+        )
+        return (text, lines) if hashlib.sha256(text).hexdigest() == self.sha256 else None
+
+
+# A stored manifest is pydantic's compact JSON, {"version":..,"names":{..},"entries":[{"split":
+# ..},..],"packs":[{"sha256":..},..]}: a grown version is spliced from its parent's text (a few
+# C-level splits and joins, where parsing 10,000 entries cost most of a grown sync), and
+# the splice counts only if its sha256 is the pushed manifest's.
+_ENTRIES, _PACKS = b',"entries":[', b'],"packs":['
+_ENTRY, _PACK = b'{"split":"', b'{"sha256":"'
+_SPLIT_AT, _SHA256_AT = len(_ENTRY), len(_PACK)
+# A version's list lines by split, as ``{split}.txt`` holds them.
+Lines = dict[str, list[str]]
+
+
+def _manifest_parts(text: bytes) -> tuple[bytes, list[bytes], list[bytes]] | None:
+    """A stored manifest's text before its entries, each entry's text and each pack's."""
+    start, middle = text.find(_ENTRIES), text.rfind(_PACKS)
+    if start < 0 or middle < start or not text.endswith(b"]}"):
+        return None
+    entries = text[start + len(_ENTRIES) : middle]
+    return text[:start], _objects(entries, _ENTRY), _objects(text[middle + len(_PACKS) : -2], _PACK)
+
+
+def _objects(array: bytes, opening: bytes) -> list[bytes]:
+    """The texts of a JSON array's objects, each opening with ``opening`` (its first key): a
+    comma before that occurs inside none of them, where quotes are escaped."""
+    if not array:
+        return []
+    first, *rest = array.split(b"," + opening)
+    return [first, *(opening + item for item in rest)]
 
 
 @dataclass(frozen=True)
@@ -418,48 +483,54 @@ class NodeCache:
             link_or_copy(self.object_path(sha256), target)
         return target
 
-    def materialised(self, version: str, sha256: str) -> VersionManifest | None:
-        """The manifest of ``version`` as materialised here, if its stored bytes hash to
-        ``sha256`` (its objects and pool links are then here: the manifest is written after
-        them); None otherwise."""
+    def materialised(self, version: str, sha256: str) -> tuple[bytes, Lines] | None:
+        """The manifest text and list lines of ``version`` as materialised here, if the
+        manifest hashes to ``sha256`` (its objects, pool links and lists are then here: the
+        manifest is written after them); None otherwise."""
+        version_dir = self.root / "versions" / version
         try:
-            text = (self.root / "versions" / version / MANIFEST).read_bytes()
+            text = (version_dir / MANIFEST).read_bytes()
+            if hashlib.sha256(text).hexdigest() != sha256:
+                return None
+            return text, {
+                split: (version_dir / f"{split}.txt").read_text().splitlines(keepends=True)
+                for split in SPLITS
+            }
         except FileNotFoundError:
             return None
-        if hashlib.sha256(text).hexdigest() != sha256:
-            return None
-        return VersionManifest.model_validate_json(text)
 
-    def materialise(
-        self, manifest: VersionManifest, text: bytes, new: Iterable[ManifestEntry] | None = None
+    def materialise(self, manifest: VersionManifest, text: bytes) -> Path:
+        """The version folder for ``manifest`` (whose objects must be here), its pairs linked
+        into the pool unless there; see ``write_version``."""
+        pooled = {entry.name for entry in _listing(self.root / "pool" / LABELS)}  # no stats
+        lines: Lines = {split: [] for split in SPLITS}
+        for entry in manifest.entries:
+            lines[entry.split].append(f"{list_line(entry.split, entry.file)}\n")
+        new = (e for e in manifest.entries if e.label_file not in pooled)
+        return self.write_version(manifest.version, manifest.names, text, lines, new)
+
+    def write_version(
+        self,
+        version: str,
+        names: dict[int, str],
+        text: bytes,
+        lines: Lines,
+        new: Iterable[ManifestEntry],
     ) -> Path:
-        """The version folder for ``manifest`` (whose objects must be here), with ``text``, the
-        manifest as stored, beside its data.yaml (written last, which it returns): the label
-        caches are written from it before training (``labels_cache.prepare_labels_caches``),
-        as the host writes them from its catalogue; a sync pays nothing per label.
-
-        ``new``: the entries that may lack pool links (by default, every one the pool lacks;
-        for a version derived from one materialised here, the added ones)."""
+        """Links the ``new`` pairs (their objects must be here) into the pool and writes the
+        version folder: its list ``lines``, ``text`` (the manifest as stored) and data.yaml
+        (written last, which it returns). The label caches are written from the manifest before
+        training (``labels_cache.prepare_labels_caches``), as the host writes them from its
+        catalogue; a sync pays nothing per label."""
         pool = self.root / "pool"
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
-        if new is None:
-            pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
-            new = (e for e in manifest.entries if e.label_file not in pooled)
         for entry in new:  # the label goes last: a pair with a label is complete
-            _place(
-                f"{objects}/{entry.image_sha256[:2]}/{entry.image_sha256}",
-                f"{pool}/{IMAGES}/{entry.file}",
-            )
-            _place(
-                f"{objects}/{entry.label_sha256[:2]}/{entry.label_sha256}",
-                f"{pool}/{LABELS}/{entry.label_file}",
-            )
-        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
-        for entry in manifest.entries:
-            lines[entry.split].append(f"{list_line(entry.split, entry.file)}\n")
-        version_dir = self.root / "versions" / manifest.version
+            image, label = entry.image_sha256, entry.label_sha256
+            _place(f"{objects}/{image[:2]}/{image}", f"{pool}/{IMAGES}/{entry.file}")
+            _place(f"{objects}/{label[:2]}/{label}", f"{pool}/{LABELS}/{entry.label_file}")
+        version_dir = self.root / "versions" / version
         for split, listed in lines.items():
             split_dir = version_dir / split
             split_dir.mkdir(parents=True, exist_ok=True)
@@ -471,8 +542,7 @@ class NodeCache:
             write_atomic(version_dir / f"{split}.txt", "".join(listed).encode())
         write_atomic(version_dir / MANIFEST, text)
         data_yaml = version_dir / DATA_YAML
-        text_yaml = data_yaml_text(manifest.names, manifest=MANIFEST)
-        write_atomic(data_yaml, text_yaml.encode())
+        write_atomic(data_yaml, data_yaml_text(names, manifest=MANIFEST).encode())
         return data_yaml
 
 
@@ -665,36 +735,46 @@ class DatasetStore:
 
         Returns the node-local data.yaml and what was downloaded.
         """
-        derived = self._derived(version, cache)
-        if derived:  # the parent's objects and pool links are here: check only the added ones
-            manifest, text, added = derived
+        delta = self._delta(version)
+        parent = cache.materialised(delta.parent, delta.parent_sha256) if delta else None
+        derived = delta.apply(*parent) if delta and parent else None
+        if delta and derived:  # the parent's objects and pairs are here: mind the added ones
+            text, lines = derived
+            added = [entry for _, entry in delta.added]
             missing = {
                 sha256
                 for entry in added
                 for sha256 in (entry.image_sha256, entry.label_sha256)
                 if not cache.has(sha256)
             }
-        else:
-            text, added = self.get_bytes(self.manifest_key(version)), None
-            manifest = VersionManifest.model_validate_json(text)
-            missing = manifest.objects().keys() - cache.held()
-        runs = plan_runs(manifest, missing)
-        sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
-        data_yaml = cache.materialise(manifest, text, added)
-        return data_yaml, Transfer(len(manifest.objects()), len(missing), sum(sizes), len(runs))
+            located = {sha256 for pack in delta.packs for sha256 in pack.offsets}
+            manifest = VersionManifest.model_construct(  # the new part, unless it lacks a pack
+                version=version, names=delta.names, entries=tuple(added), packs=delta.packs
+            )
+            if not missing <= located:  # an object re-added from an earlier pack
+                manifest = VersionManifest.model_validate_json(text)
+            sizes = self._fetch(manifest, missing, cache)
+            data_yaml = cache.write_version(version, delta.names, text, lines, added)
+            return data_yaml, Transfer(delta.objects, len(missing), sum(sizes), len(sizes))
+        text = self.get_bytes(self.manifest_key(version))
+        manifest = VersionManifest.model_validate_json(text)
+        needed = manifest.objects()
+        missing = needed.keys() - cache.held()
+        sizes = self._fetch(manifest, missing, cache)
+        data_yaml = cache.materialise(manifest, text)
+        return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(sizes))
 
-    def _derived(
-        self, version: str, cache: NodeCache
-    ) -> tuple[VersionManifest, bytes, list[ManifestEntry]] | None:
-        """``version``'s manifest, its text and added entries from its delta and the parent
-        ``cache`` materialised; None when the store has no delta or the node not that parent."""
+    def _fetch(self, manifest: VersionManifest, missing: set[str], cache: NodeCache) -> list[int]:
+        """Fetches ``missing`` objects into ``cache``: the bytes of each ranged GET."""
+        return self._parallel(lambda run: self._fetch_run(run, cache), plan_runs(manifest, missing))
+
+    def _delta(self, version: str) -> VersionDelta | None:
+        """``version``'s delta from its parent; None for a first version."""
         key = self.delta_key(version)
-        if not self.has(key):  # the first version, or one pushed again over itself
+        if not self.has(key):
             return None
         delta = VersionDelta.model_validate_json(self.get_bytes(key))
-        parent = cache.materialised(delta.parent, delta.parent_sha256)
-        derived = delta.apply(parent) if parent and delta.version == version else None
-        return (*derived, [entry for _, entry in delta.added]) if derived else None
+        return delta if delta.version == version else None
 
     # Retention
 

@@ -191,7 +191,16 @@ def test_a_node_whose_parent_copy_differs_syncs_from_the_full_manifest(
     assert pulled.objects == len(object_hashes(grown_version))
 
 
-def test_a_delta_gives_the_pushed_bytes_from_its_parent_and_nothing_from_another(tmp_path):
+def list_lines(manifest: VersionManifest) -> dict[str, list[str]]:
+    lines = {split: [] for split in SPLITS}
+    for entry in manifest.entries:
+        lines[entry.split].append(f"./{entry.split}/images/{entry.file}\n")
+    return lines
+
+
+def test_a_delta_gives_the_pushed_bytes_and_lists_from_its_parent_and_nothing_from_another(
+    tmp_path,
+):
     names = {0: "a", 1: "b", 2: "c"}
     parent, _ = synthetic_version(tmp_path, "parent", 0, 5, names)
     child, _ = synthetic_version(tmp_path, "child", 2, 5, names)  # drops 0 and 1, adds 5 and 6
@@ -199,12 +208,14 @@ def test_a_delta_gives_the_pushed_bytes_from_its_parent_and_nothing_from_another
     child_text = child.model_dump_json().encode()
     delta = VersionDelta.between(parent, parent_text, child_text)
     assert delta.removed == (0, 1) and [i for i, _ in delta.added] == [3, 4]
+    assert delta.objects == len(child.objects())
 
-    assert delta.apply(parent) == (child, child_text)
+    lines = list_lines(parent)
+    assert delta.apply(parent_text, lines) == (child_text, list_lines(child))
     reordered = parent.model_copy(update={"entries": parent.entries[::-1]})
-    assert delta.apply(reordered) is None
-    shorter = parent.model_copy(update={"entries": parent.entries[:3]})
-    assert delta.apply(shorter) is None
+    assert delta.apply(reordered.model_dump_json().encode(), lines) is None
+    assert delta.apply(parent_text, {"train": lines["train"][:-1]}) is None  # lists too short
+    assert delta.apply(parent_text, {"train": [*lines["train"], "./train/images/x.jpg\n"]}) is None
 
 
 def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, host, dataset_store):
@@ -430,6 +441,32 @@ def test_retention_removes_what_no_kept_version_needs_and_frees_its_bytes(tmp_pa
 
     again = dataset_store.remove_unreferenced({"published"}, now=later())
     assert (again.removed_versions, again.removed_packs, again.bytes_freed) == ([], 0, 0)
+
+    assert dataset_store.has(dataset_store.delta_key("published"))
+    dataset_store.remove_unreferenced(set(), now=later())  # only the newest, grown, stays
+    assert not dataset_store.has(dataset_store.delta_key("published"))
+    assert dataset_store.has(dataset_store.delta_key("grown"))
+
+
+def test_an_entry_added_back_is_fetched_from_the_earlier_pack_that_holds_it(
+    tmp_path, dataset_store
+):
+    names = {0: "a", 1: "b", 2: "c"}
+    first, files = synthetic_version(tmp_path / "src", "first", 0, 4, names)
+    dataset_store.push_version(first, files)
+    second, files = synthetic_version(tmp_path / "src", "second", 1, 3, names)  # drops 0
+    dataset_store.push_version(second, files)
+    third, files = synthetic_version(tmp_path / "src", "third", 0, 4, names)  # adds 0 back
+    dataset_store.push_version(third, files)
+    assert not dataset_store.load_manifest("third").packs[1:]  # 0 is in first's pack alone
+    cache = NodeCache(tmp_path / "node")
+    dataset_store.pull_version("second", cache)  # this node never held 0
+
+    node_yaml, pulled = dataset_store.pull_version("third", cache)
+    assert pulled.transferred == 2 and pulled.objects == len(third.objects())
+    stored = dataset_store.get_bytes(dataset_store.manifest_key("third"))
+    assert (node_yaml.parent / MANIFEST).read_bytes() == stored
+    assert len(read_list(node_yaml.parent, "train")) == 4
 
 
 def test_retention_spares_a_fresh_pack_of_a_push_under_way(tmp_path, dataset_store):
