@@ -6,7 +6,9 @@ the obvious way: every object stored under its own sha256 key and fetched with o
 check, atomic write and materialisation (pool links and lists; label caches are written at
 training start, on host and node alike, and timed apart); goal >= 3x. The sync reads
 the version's packs with ranged GETs (``lib/dataset_store.py``). Then a grown
-version (+100 images) synced into the warm cache; goal <= 5% of the full sync. Objects are
+version (+100 images) synced into the warm cache; goal <= 5% of the full sync: the node holds
+the parent, so it reads the version's delta, splices the manifest from its own copy and
+touches only the added entries (the full sync of a fresh cache pays for the whole). Objects are
 small random "images" (sync never decodes them; the manifest carries their sizes) and
 distinct label lines. ``BENCH_SYNC_IMAGES`` / ``BENCH_SYNC_GROWTH`` / ``BENCH_SYNC_WORKERS``
 resize it.

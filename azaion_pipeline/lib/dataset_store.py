@@ -5,10 +5,13 @@ into packs, ``{prefix}packs/sha256/{ab}/{abcd...}`` (each named by its own hash,
 ``PACK_BYTES``), then one manifest per version, ``{prefix}versions/{version}.json``, written last,
 so a manifest in the store means all its packs are there. The manifest lists every object by
 sha256 and where it sits (pack and offset): a grown version reuses the earlier packs and adds
-one for its new objects. A worker that cannot see the Azaion root pulls a version into its node
-cache (objects keyed by sha256, only what it lacks, through ranged GETs that cover runs of
-missing objects, in parallel, each object verified, atomic) and materialises it for
-ultralytics in the shape ``versions.build_version`` gives on the host:
+one for its new objects; its push writes ``{prefix}deltas/{version}.json`` too (``VersionDelta``,
+before the manifest), from which a node that materialised the parent derives the manifest from
+its own copy, both checked by sha256, touching only the added entries. A worker that cannot
+see the Azaion root pulls a version into its node cache (objects keyed by sha256, only what it
+lacks, through ranged GETs that cover runs of missing objects, in parallel, each object
+verified, atomic) and materialises it for ultralytics in the shape ``versions.build_version``
+gives on the host:
 
     {cache}/objects/sha256/ab/abcd...                          the objects
     {cache}/pool/images/{pair}.jpg, pool/labels/{pair}.txt     hard links, shared by all versions
@@ -148,6 +151,126 @@ class VersionManifest(BaseModel):
             sizes[entry.image_sha256] = entry.image_size
             sizes[entry.label_sha256] = entry.label_size
         return sizes
+
+
+class VersionDelta(BaseModel):
+    """How a version differs from the one pushed before it (its parent), written beside its
+    manifest: a node that materialised the parent derives the manifest from its own copy
+    instead of fetching and parsing the whole one, and checks the result by its hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(pattern=r"^\w[\w.-]*$")
+    parent: str = Field(pattern=r"^\w[\w.-]*$")
+    parent_sha256: str  # of the parent's manifest as stored: a node's copy must match it
+    sha256: str  # of this version's manifest as stored: the derivation must give these bytes
+    names: dict[int, str]
+    objects: int  # distinct objects the version needs, as a sync reports them
+    removed: tuple[int, ...]  # positions of the parent's entries this version drops
+    added: tuple[tuple[int, ManifestEntry], ...]  # new entries at their positions here
+    dropped_packs: tuple[str, ...]  # the parent's packs this version no longer needs
+    packs: tuple[Pack, ...]  # new packs, after the parent's it keeps
+
+    @classmethod
+    def between(cls, parent: VersionManifest, parent_text: bytes, stored: bytes) -> VersionDelta:
+        """The delta from ``parent`` (stored as ``parent_text``) to the manifest ``stored``."""
+        manifest = VersionManifest.model_validate_json(stored)
+        now, before = set(manifest.entries), set(parent.entries)
+        kept, held = {p.sha256 for p in manifest.packs}, {p.sha256 for p in parent.packs}
+        return cls(
+            version=manifest.version,
+            parent=parent.version,
+            parent_sha256=hashlib.sha256(parent_text).hexdigest(),
+            sha256=hashlib.sha256(stored).hexdigest(),
+            names=manifest.names,
+            objects=len(manifest.objects()),
+            removed=tuple(i for i, e in enumerate(parent.entries) if e not in now),
+            added=tuple((i, e) for i, e in enumerate(manifest.entries) if e not in before),
+            dropped_packs=tuple(p.sha256 for p in parent.packs if p.sha256 not in kept),
+            packs=tuple(p for p in manifest.packs if p.sha256 not in held),
+        )
+
+    def apply(self, parent_text: bytes, parent_lines: Lines) -> tuple[bytes, Lines] | None:
+        """This version's manifest as stored and its list lines, spliced from the parent's text
+        and list lines (no entry parsed: the parent's were checked by their hash); None when
+        the bytes differ from the pushed ones (entries reordered, another parent)."""
+        parts = _manifest_parts(parent_text)
+        if parts is None:
+            return None
+        _, entries, packs = parts
+        lines_of = {split: iter(listed) for split, listed in parent_lines.items()}
+        removed, added = set(self.removed), dict(self.added)
+        kept = []  # (entry text, split, list line) of each parent entry this version keeps
+        for index, entry in enumerate(entries):
+            split = entry[_SPLIT_AT : entry.find(b'"', _SPLIT_AT)].decode()
+            line = next(lines_of.get(split, iter(())), None)
+            if index not in removed:
+                kept.append((entry, split, line))
+        if any(next(rest, None) is not None for rest in lines_of.values()):
+            return None  # the parent's lists are longer than its manifest
+        placed = iter(kept)
+        texts, lines = [], {split: [] for split in SPLITS}
+        for index in range(len(kept) + len(added)):
+            if index in added:
+                entry = added[index]
+                text, split = entry.model_dump_json().encode(), entry.split
+                line = f"{list_line(split, entry.file)}\n"
+            else:
+                text, split, line = next(placed)
+            if line is None:  # the parent's lists are shorter than its manifest
+                return None
+            texts.append(text)
+            lines[split].append(line)
+        dropped = {sha256.encode() for sha256 in self.dropped_packs}
+        packs = [p for p in packs if p[_SHA256_AT : _SHA256_AT + 64] not in dropped]
+        packs += [p.model_dump_json().encode() for p in self.packs]
+        header = (
+            VersionManifest.model_construct(
+                version=self.version, names=self.names, entries=(), packs=()
+            )
+            .model_dump_json()
+            .encode()
+        )
+        text = b"".join(
+            (
+                header[: header.find(_ENTRIES)],
+                _ENTRIES,
+                b",".join(texts),
+                _PACKS,
+                b",".join(packs),
+                b"]}",
+            )
+        )
+        return (text, lines) if hashlib.sha256(text).hexdigest() == self.sha256 else None
+
+
+# A stored manifest is pydantic's compact JSON, {"version":..,"names":{..},"entries":[{"split":
+# ..},..],"packs":[{"sha256":..},..]}: a grown version is spliced from its parent's text (a few
+# C-level splits and joins, where parsing 10,000 entries cost most of a grown sync), and
+# the splice counts only if its sha256 is the pushed manifest's.
+_ENTRIES, _PACKS = b',"entries":[', b'],"packs":['
+_ENTRY, _PACK = b'{"split":"', b'{"sha256":"'
+_SPLIT_AT, _SHA256_AT = len(_ENTRY), len(_PACK)
+# A version's list lines by split, as ``{split}.txt`` holds them.
+Lines = dict[str, list[str]]
+
+
+def _manifest_parts(text: bytes) -> tuple[bytes, list[bytes], list[bytes]] | None:
+    """A stored manifest's text before its entries, each entry's text and each pack's."""
+    start, middle = text.find(_ENTRIES), text.rfind(_PACKS)
+    if start < 0 or middle < start or not text.endswith(b"]}"):
+        return None
+    entries = text[start + len(_ENTRIES) : middle]
+    return text[:start], _objects(entries, _ENTRY), _objects(text[middle + len(_PACKS) : -2], _PACK)
+
+
+def _objects(array: bytes, opening: bytes) -> list[bytes]:
+    """The texts of a JSON array's objects, each opening with ``opening`` (its first key): a
+    comma before that occurs inside none of them, where quotes are escaped."""
+    if not array:
+        return []
+    first, *rest = array.split(b"," + opening)
+    return [first, *(opening + item for item in rest)]
 
 
 @dataclass(frozen=True)
@@ -360,28 +483,54 @@ class NodeCache:
             link_or_copy(self.object_path(sha256), target)
         return target
 
+    def materialised(self, version: str, sha256: str) -> tuple[bytes, Lines] | None:
+        """The manifest text and list lines of ``version`` as materialised here, if the
+        manifest hashes to ``sha256`` (its objects, pool links and lists are then here: the
+        manifest is written after them); None otherwise."""
+        version_dir = self.root / "versions" / version
+        try:
+            text = (version_dir / MANIFEST).read_bytes()
+            if hashlib.sha256(text).hexdigest() != sha256:
+                return None
+            return text, {
+                split: (version_dir / f"{split}.txt").read_text().splitlines(keepends=True)
+                for split in SPLITS
+            }
+        except FileNotFoundError:
+            return None
+
     def materialise(self, manifest: VersionManifest, text: bytes) -> Path:
-        """The version folder for ``manifest`` (whose objects must be here), with ``text``, the
-        manifest as stored, beside its data.yaml (written last, which it returns): the label
-        caches are written from it before training (``labels_cache.prepare_labels_caches``),
-        as the host writes them from its catalogue; a sync pays nothing per label."""
+        """The version folder for ``manifest`` (whose objects must be here), its pairs linked
+        into the pool unless there; see ``write_version``."""
+        pooled = {entry.name for entry in _listing(self.root / "pool" / LABELS)}  # no stats
+        lines: Lines = {split: [] for split in SPLITS}
+        for entry in manifest.entries:
+            lines[entry.split].append(f"{list_line(entry.split, entry.file)}\n")
+        new = (e for e in manifest.entries if e.label_file not in pooled)
+        return self.write_version(manifest.version, manifest.names, text, lines, new)
+
+    def write_version(
+        self,
+        version: str,
+        names: dict[int, str],
+        text: bytes,
+        lines: Lines,
+        new: Iterable[ManifestEntry],
+    ) -> Path:
+        """Links the ``new`` pairs (their objects must be here) into the pool and writes the
+        version folder: its list ``lines``, ``text`` (the manifest as stored) and data.yaml
+        (written last, which it returns). The label caches are written from the manifest before
+        training (``labels_cache.prepare_labels_caches``), as the host writes them from its
+        catalogue; a sync pays nothing per label."""
         pool = self.root / "pool"
         for kind in (IMAGES, LABELS):
             (pool / kind).mkdir(parents=True, exist_ok=True)
-        lines: dict[str, list[str]] = {split: [] for split in SPLITS}
         objects = f"{self.root}/objects/sha256"  # strings: 20k pathlib joins cost a second
-        pooled = {entry.name for entry in _listing(pool / LABELS)}  # one listing, no stats
-        for entry in manifest.entries:
-            file, label_file = entry.file, entry.label_file
-            label = f"{pool}/{LABELS}/{label_file}"
-            if label_file not in pooled:  # the label goes last: a pair with a label is complete
-                for sha256, target in (
-                    (entry.image_sha256, f"{pool}/{IMAGES}/{file}"),
-                    (entry.label_sha256, label),
-                ):
-                    _place(f"{objects}/{sha256[:2]}/{sha256}", target)
-            lines[entry.split].append(f"{list_line(entry.split, file)}\n")
-        version_dir = self.root / "versions" / manifest.version
+        for entry in new:  # the label goes last: a pair with a label is complete
+            image, label = entry.image_sha256, entry.label_sha256
+            _place(f"{objects}/{image[:2]}/{image}", f"{pool}/{IMAGES}/{entry.file}")
+            _place(f"{objects}/{label[:2]}/{label}", f"{pool}/{LABELS}/{entry.label_file}")
+        version_dir = self.root / "versions" / version
         for split, listed in lines.items():
             split_dir = version_dir / split
             split_dir.mkdir(parents=True, exist_ok=True)
@@ -393,8 +542,7 @@ class NodeCache:
             write_atomic(version_dir / f"{split}.txt", "".join(listed).encode())
         write_atomic(version_dir / MANIFEST, text)
         data_yaml = version_dir / DATA_YAML
-        text_yaml = data_yaml_text(manifest.names, manifest=MANIFEST)
-        write_atomic(data_yaml, text_yaml.encode())
+        write_atomic(data_yaml, data_yaml_text(names, manifest=MANIFEST).encode())
         return data_yaml
 
 
@@ -428,6 +576,9 @@ class DatasetStore:
 
     def manifest_key(self, version: str) -> str:
         return self.key(f"versions/{version}.json")
+
+    def delta_key(self, version: str) -> str:
+        return self.key(f"deltas/{version}.json")
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -538,14 +689,17 @@ class DatasetStore:
     def push_version(
         self, manifest: VersionManifest, files: dict[str, Path], cache: NodeCache | None = None
     ) -> Transfer:
-        """Packs and uploads the objects the newest earlier version lacks, then the manifest,
-        which names the earlier packs it shares and the new ones.
+        """Packs and uploads the objects the newest earlier version (the parent) lacks, then
+        the delta from the parent, then the manifest, which names the parent's packs it shares
+        and the new ones.
 
         ``cache`` adopts the local files, so this host can later materialise the version
         without downloading what it already has.
         """
         needed = manifest.objects()
-        reused = [p for p in self._packs_of_latest() if not needed.keys().isdisjoint(p.offsets)]
+        parent = self._latest()
+        parent_packs = parent[0].packs if parent else ()
+        reused = [p for p in parent_packs if not needed.keys().isdisjoint(p.offsets)]
         located = {sha256 for pack in reused for sha256 in pack.offsets}
         new = {sha256: size for sha256, size in needed.items() if sha256 not in located}
         packed = self._parallel(
@@ -555,15 +709,23 @@ class DatasetStore:
             for sha256, path in files.items():
                 cache.adopt(path, sha256)
         stored = manifest.model_copy(update={"packs": (*reused, *packed)})
-        self._put(self.manifest_key(manifest.version), stored.model_dump_json().encode())
+        text = stored.model_dump_json().encode()
+        requests = len(packed) + 2
+        if parent and parent[0].version != manifest.version:
+            delta = VersionDelta.between(*parent, text)
+            self._put(self.delta_key(manifest.version), delta.model_dump_json().encode())
+            requests += 1
+        self._put(self.manifest_key(manifest.version), text)
         self._put(self.key("versions/LATEST"), manifest.version.encode())
-        return Transfer(len(needed), len(new), sum(new.values()), len(packed) + 2)
+        return Transfer(len(needed), len(new), sum(new.values()), requests)
 
-    def _packs_of_latest(self) -> tuple[Pack, ...]:
+    def _latest(self) -> tuple[VersionManifest, bytes] | None:
+        """The newest pushed version's manifest and its stored text."""
         latest_key = self.key("versions/LATEST")
         if not self.has(latest_key):
-            return ()
-        return self.load_manifest(self.get_bytes(latest_key).decode()).packs
+            return None
+        text = self.get_bytes(self.manifest_key(self.get_bytes(latest_key).decode()))
+        return VersionManifest.model_validate_json(text), text
 
     def load_manifest(self, version: str) -> VersionManifest:
         return VersionManifest.model_validate_json(self.get_bytes(self.manifest_key(version)))
@@ -573,14 +735,46 @@ class DatasetStore:
 
         Returns the node-local data.yaml and what was downloaded.
         """
+        delta = self._delta(version)
+        parent = cache.materialised(delta.parent, delta.parent_sha256) if delta else None
+        derived = delta.apply(*parent) if delta and parent else None
+        if delta and derived:  # the parent's objects and pairs are here: mind the added ones
+            text, lines = derived
+            added = [entry for _, entry in delta.added]
+            missing = {
+                sha256
+                for entry in added
+                for sha256 in (entry.image_sha256, entry.label_sha256)
+                if not cache.has(sha256)
+            }
+            located = {sha256 for pack in delta.packs for sha256 in pack.offsets}
+            manifest = VersionManifest.model_construct(  # the new part, unless it lacks a pack
+                version=version, names=delta.names, entries=tuple(added), packs=delta.packs
+            )
+            if not missing <= located:  # an object re-added from an earlier pack
+                manifest = VersionManifest.model_validate_json(text)
+            sizes = self._fetch(manifest, missing, cache)
+            data_yaml = cache.write_version(version, delta.names, text, lines, added)
+            return data_yaml, Transfer(delta.objects, len(missing), sum(sizes), len(sizes))
         text = self.get_bytes(self.manifest_key(version))
         manifest = VersionManifest.model_validate_json(text)
         needed = manifest.objects()
         missing = needed.keys() - cache.held()
-        runs = plan_runs(manifest, missing)
-        sizes = self._parallel(lambda run: self._fetch_run(run, cache), runs)
+        sizes = self._fetch(manifest, missing, cache)
         data_yaml = cache.materialise(manifest, text)
-        return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(runs))
+        return data_yaml, Transfer(len(needed), len(missing), sum(sizes), len(sizes))
+
+    def _fetch(self, manifest: VersionManifest, missing: set[str], cache: NodeCache) -> list[int]:
+        """Fetches ``missing`` objects into ``cache``: the bytes of each ranged GET."""
+        return self._parallel(lambda run: self._fetch_run(run, cache), plan_runs(manifest, missing))
+
+    def _delta(self, version: str) -> VersionDelta | None:
+        """``version``'s delta from its parent; None for a first version."""
+        key = self.delta_key(version)
+        if not self.has(key):
+            return None
+        delta = VersionDelta.model_validate_json(self.get_bytes(key))
+        return delta if delta.version == version else None
 
     # Retention
 
@@ -609,9 +803,9 @@ class DatasetStore:
     def remove_unreferenced(
         self, keep: set[str], grace: timedelta = PUSH_GRACE, now: datetime | None = None
     ) -> StoreRetention:
-        """Deletes the manifests of versions not in ``keep`` (the newest pushed one always
-        stays: the next push builds on it), then every pack no kept manifest names that is
-        older than ``grace`` (a younger one may belong to a push under way).
+        """Deletes the manifests and deltas of versions not in ``keep`` (the newest pushed one
+        always stays: the next push builds on it), then every pack no kept manifest names that
+        is older than ``grace`` (a younger one may belong to a push under way).
 
         Manifests go first, so a cut-short run leaves unreferenced packs (removed next
         time), never a manifest without its packs."""
@@ -627,6 +821,13 @@ class DatasetStore:
         referenced = {p.sha256 for v in kept for p in self.load_manifest(v).packs}
         self._delete([manifests[v]["Key"] for v in removed])
         freed = sum(manifests[v]["Size"] for v in removed)
+        deltas = [
+            item
+            for item in self._listing("deltas/")
+            if item["Key"].removeprefix(self.key("deltas/")).removesuffix(".json") not in kept
+        ]
+        self._delete([item["Key"] for item in deltas])
+        freed += sum(item["Size"] for item in deltas)
         cutoff = (now or datetime.now(UTC)) - grace
         stale = [
             item

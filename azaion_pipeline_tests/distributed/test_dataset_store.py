@@ -11,6 +11,7 @@ import yaml
 from azaion_pipeline.lib.dataset.labels_cache import prepare_labels_caches
 from azaion_pipeline.lib.dataset.versions import YAML_KEYS, DatasetVersion, read_list
 from azaion_pipeline.lib.dataset_store import (
+    MANIFEST,
     PACK_BYTES,
     PUSH_GRACE,
     DatasetStore,
@@ -19,6 +20,7 @@ from azaion_pipeline.lib.dataset_store import (
     NodeCache,
     Pack,
     StoreError,
+    VersionDelta,
     VersionManifest,
     build_manifest,
     label_path_of,
@@ -143,6 +145,77 @@ def test_a_grown_version_transfers_only_the_new_objects(tmp_path, host, dataset_
     assert pulled.transferred == len(new_objects)
     assert pulled.requests == 1
     assert pulled.objects == len(object_hashes(grown_version)) == first.objects + len(new_objects)
+
+
+def test_a_node_holding_the_parent_derives_the_grown_manifest_from_its_delta(
+    tmp_path, host, dataset_store
+):
+    host.add_samples(6, seed=20)
+    first_version = host.version()
+    push(dataset_store, first_version)
+    cache = NodeCache(tmp_path / "node")
+    dataset_store.pull_version(first_version.version, cache)
+    host.add_samples(2, seed=21)
+    grown_version = host.version()
+    push(dataset_store, grown_version)
+    key = dataset_store.manifest_key(grown_version.version)
+    stored = dataset_store.get_bytes(key)
+    dataset_store.put_bytes(key, b"not read")  # the delta and the node's parent suffice
+
+    node_yaml, pulled = dataset_store.pull_version(grown_version.version, cache)
+    assert (node_yaml.parent / MANIFEST).read_bytes() == stored
+    assert pulled.transferred == len(object_hashes(grown_version) - object_hashes(first_version))
+    for split in SPLITS:
+        assert len(read_list(node_yaml.parent, split)) == len(
+            read_list(grown_version.directory, split)
+        )
+
+
+def test_a_node_whose_parent_copy_differs_syncs_from_the_full_manifest(
+    tmp_path, host, dataset_store
+):
+    host.add_samples(6, seed=22)
+    first_version = host.version()
+    push(dataset_store, first_version)
+    cache = NodeCache(tmp_path / "node")
+    first_yaml, _ = dataset_store.pull_version(first_version.version, cache)
+    copy = first_yaml.parent / MANIFEST
+    copy.write_bytes(copy.read_bytes().replace(b"train", b"valid", 1))  # not what was pushed
+    host.add_samples(2, seed=23)
+    grown_version = host.version()
+    push(dataset_store, grown_version)
+
+    node_yaml, pulled = dataset_store.pull_version(grown_version.version, cache)
+    stored = dataset_store.get_bytes(dataset_store.manifest_key(grown_version.version))
+    assert (node_yaml.parent / MANIFEST).read_bytes() == stored
+    assert pulled.objects == len(object_hashes(grown_version))
+
+
+def list_lines(manifest: VersionManifest) -> dict[str, list[str]]:
+    lines = {split: [] for split in SPLITS}
+    for entry in manifest.entries:
+        lines[entry.split].append(f"./{entry.split}/images/{entry.file}\n")
+    return lines
+
+
+def test_a_delta_gives_the_pushed_bytes_and_lists_from_its_parent_and_nothing_from_another(
+    tmp_path,
+):
+    names = {0: "a", 1: "b", 2: "c"}
+    parent, _ = synthetic_version(tmp_path, "parent", 0, 5, names)
+    child, _ = synthetic_version(tmp_path, "child", 2, 5, names)  # drops 0 and 1, adds 5 and 6
+    parent_text = parent.model_dump_json().encode()
+    child_text = child.model_dump_json().encode()
+    delta = VersionDelta.between(parent, parent_text, child_text)
+    assert delta.removed == (0, 1) and [i for i, _ in delta.added] == [3, 4]
+    assert delta.objects == len(child.objects())
+
+    lines = list_lines(parent)
+    assert delta.apply(parent_text, lines) == (child_text, list_lines(child))
+    reordered = parent.model_copy(update={"entries": parent.entries[::-1]})
+    assert delta.apply(reordered.model_dump_json().encode(), lines) is None
+    assert delta.apply(parent_text, {"train": lines["train"][:-1]}) is None  # lists too short
+    assert delta.apply(parent_text, {"train": [*lines["train"], "./train/images/x.jpg\n"]}) is None
 
 
 def test_the_building_host_adopts_its_files_and_downloads_nothing(tmp_path, host, dataset_store):
@@ -368,6 +441,32 @@ def test_retention_removes_what_no_kept_version_needs_and_frees_its_bytes(tmp_pa
 
     again = dataset_store.remove_unreferenced({"published"}, now=later())
     assert (again.removed_versions, again.removed_packs, again.bytes_freed) == ([], 0, 0)
+
+    assert dataset_store.has(dataset_store.delta_key("published"))
+    dataset_store.remove_unreferenced(set(), now=later())  # only the newest, grown, stays
+    assert not dataset_store.has(dataset_store.delta_key("published"))
+    assert dataset_store.has(dataset_store.delta_key("grown"))
+
+
+def test_an_entry_added_back_is_fetched_from_the_earlier_pack_that_holds_it(
+    tmp_path, dataset_store
+):
+    names = {0: "a", 1: "b", 2: "c"}
+    first, files = synthetic_version(tmp_path / "src", "first", 0, 4, names)
+    dataset_store.push_version(first, files)
+    second, files = synthetic_version(tmp_path / "src", "second", 1, 3, names)  # drops 0
+    dataset_store.push_version(second, files)
+    third, files = synthetic_version(tmp_path / "src", "third", 0, 4, names)  # adds 0 back
+    dataset_store.push_version(third, files)
+    assert not dataset_store.load_manifest("third").packs[1:]  # 0 is in first's pack alone
+    cache = NodeCache(tmp_path / "node")
+    dataset_store.pull_version("second", cache)  # this node never held 0
+
+    node_yaml, pulled = dataset_store.pull_version("third", cache)
+    assert pulled.transferred == 2 and pulled.objects == len(third.objects())
+    stored = dataset_store.get_bytes(dataset_store.manifest_key("third"))
+    assert (node_yaml.parent / MANIFEST).read_bytes() == stored
+    assert len(read_list(node_yaml.parent, "train")) == 4
 
 
 def test_retention_spares_a_fresh_pack_of_a_push_under_way(tmp_path, dataset_store):
