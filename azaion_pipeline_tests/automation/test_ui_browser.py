@@ -150,6 +150,9 @@ def test_the_ui_lists_the_assets_and_materialises_the_dataset_group(dagster_ui):
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
+        # Assertions wait as long as actions: on 2 busy cores the UI's asset status queries
+        # were seen still "Loading..." after expect's own 5 s default.
+        expect.set_options(timeout=60_000)
 
         page.goto(f"{base_url}/assets")
         for asset in ASSETS:
