@@ -72,3 +72,7 @@ def main() -> None:
     defaults = DevServerSettings.model_fields
     per_lockout = defaults["login_account_failures"].default / defaults["login_lockout_s"].default
     print(f"sustained bound per account: {per_lockout:.3f} guesses/s (failures per lockout)")
+
+
+if __name__ == "__main__":
+    main()

@@ -173,3 +173,7 @@ def main() -> None:
             f"consume / {label:<24}: {wall / ours[0]:5.2f}x wall, {cpu / ours[1]:5.2f}x CPU"
             + ("  (goal >= 0.8x)" if label.endswith("defaults") else "")
         )
+
+
+if __name__ == "__main__":
+    main()
