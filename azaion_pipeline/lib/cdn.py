@@ -20,7 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from azaion_pipeline.lib.s3 import object_exists
+from azaion_pipeline.lib.s3 import delete_objects, object_exists
 
 log = logging.getLogger(__name__)
 
@@ -196,20 +196,16 @@ class CdnStore:
             raise CdnError(f"aborting the upload of {self.uri(key)} failed: {_cause(exc)}") from exc
 
     def delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
-            try:
-                answer = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-            except (BotoCoreError, ClientError) as exc:
-                raise CdnError(f"deleting under {self.uri('')} failed: {_cause(exc)}") from exc
-            if answer.get("Errors"):
-                first = answer["Errors"][0]
-                raise CdnError(
-                    f"deleting {self.uri(first['Key'])} failed: {first.get('Code')} "
-                    f"{first.get('Message')} ({len(answer['Errors'])} object(s) not deleted)"
-                )
+        try:
+            errors = delete_objects(self.client, self.bucket, keys)
+        except (BotoCoreError, ClientError) as exc:
+            raise CdnError(f"deleting under {self.uri('')} failed: {_cause(exc)}") from exc
+        if errors:
+            first = errors[0]
+            raise CdnError(
+                f"deleting {self.uri(first['Key'])} failed: {first.get('Code')} "
+                f"{first.get('Message')} ({len(errors)} object(s) not deleted)"
+            )
 
     def incomplete_uploads(self, key: str) -> list[str]:
         return [upload for k, upload, _ in self.multipart_uploads(key) if k == key]

@@ -67,7 +67,7 @@ from azaion_pipeline.lib.dataset.versions import (
 from azaion_pipeline.lib.files import link_or_copy, write_atomic
 from azaion_pipeline.lib.hashing import CHUNK, sha256_file
 from azaion_pipeline.lib.layout import IMAGES, LABELS, SPLITS
-from azaion_pipeline.lib.s3 import object_exists
+from azaion_pipeline.lib.s3 import delete_objects, object_exists
 
 # The manifest as a node keeps it, beside the version's data.yaml.
 MANIFEST = "manifest.json"
@@ -788,17 +788,13 @@ class DatasetStore:
             raise StoreError(f"listing {self.uri(self.key(relative))} failed: {exc}") from exc
 
     def _delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
-            try:
-                answer = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-            except (BotoCoreError, ClientError) as exc:
-                raise StoreError(f"deleting from {self.uri(self.prefix)} failed: {exc}") from exc
-            if answer.get("Errors"):
-                first = answer["Errors"][0]
-                raise StoreError(f"deleting {first.get('Key')} failed: {first.get('Message')}")
+        try:
+            errors = delete_objects(self.client, self.bucket, keys)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"deleting from {self.uri(self.prefix)} failed: {exc}") from exc
+        if errors:
+            first = errors[0]
+            raise StoreError(f"deleting {first.get('Key')} failed: {first.get('Message')}")
 
     def remove_unreferenced(
         self, keep: set[str], grace: timedelta = PUSH_GRACE, now: datetime | None = None

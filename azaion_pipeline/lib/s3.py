@@ -19,6 +19,7 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 # What S3 servers answer for a key that is not there (AWS, SeaweedFS and MinIO differ).
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+DELETE_BATCH = 1000  # the most keys one DeleteObjects takes
 
 
 def s3_client(
@@ -58,3 +59,15 @@ def object_exists(client: Any, bucket: str, key: str) -> bool:
             return False
         raise
     return True
+
+
+def delete_objects(client: Any, bucket: str, keys: list[str]) -> list[dict]:
+    """Delete ``keys`` a DeleteObjects batch at a time: the per-key errors of the first batch
+    that had any (later batches are not sent), [] when every key went. Request failures raise
+    botocore's error."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+        answer = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if answer.get("Errors"):
+            return answer["Errors"]
+    return []

@@ -35,6 +35,16 @@ def test_downloader_reads_but_cannot_write(stack):
         downloader.client.create_multipart_upload(Bucket=downloader.bucket, Key="cdn-test/c")
 
 
+def test_a_refused_delete_is_an_error_and_keeps_the_object(stack):
+    uploader, downloader = cdn_store(stack, "uploader"), cdn_store(stack, "downloader")
+    uploader.put_bytes("cdn-test/kept.json", b"{}")
+    with pytest.raises(CdnError, match="AccessDenied"):
+        downloader.delete(["cdn-test/kept.json"])
+    assert uploader.get_bytes("cdn-test/kept.json") == b"{}"
+    uploader.delete(["cdn-test/kept.json"])
+    assert not uploader.exists("cdn-test/kept.json")
+
+
 def test_multipart_upload_is_verified(stack, big_file):
     uploader = cdn_store(stack, "uploader")
     uploader.upload_file(big_file, "cdn-test/ok.big")
